@@ -1,0 +1,77 @@
+//! Collection parameters shared by every list endpoint: `limit`, `offset`, `count`,
+//! `filters`, `sorters`; `count=true` sets `X-Total-Count`.
+
+use actix_web::HttpResponse;
+use serde::{Deserialize, Serialize};
+
+use super::error::ApiError;
+use crate::domain::query::{self, FilterFields, MAX_LIMIT};
+
+#[derive(Debug, Default, Deserialize)]
+pub struct ListParams {
+    limit: Option<String>,
+    offset: Option<String>,
+    count: Option<String>,
+    filters: Option<String>,
+    sorters: Option<String>,
+}
+
+/// What a list endpoint supports.
+pub struct ListSpec<T> {
+    pub filters: FilterFields,
+    pub sorters: &'static [&'static str],
+    /// The text value of a field, for filters and sorting.
+    pub field: fn(&T, &str) -> Option<String>,
+}
+
+fn parse_number(name: &str, text: Option<&str>, default: u32, max: u32) -> Result<u32, ApiError> {
+    let Some(text) = text else { return Ok(default) };
+    match text.parse::<u32>() {
+        Ok(n) if n <= max => Ok(n),
+        _ => {
+            Err(ApiError::bad_request(format!("{name} must be a whole number from 0 to {max}, not '{text}'")))
+        }
+    }
+}
+
+impl ListParams {
+    /// Filters, sorts and pages `items`, then renders the page with `render`.
+    pub fn respond<T, W: Serialize>(
+        &self,
+        mut items: Vec<T>,
+        spec: &ListSpec<T>,
+        render: impl Fn(T) -> W,
+    ) -> Result<HttpResponse, ApiError> {
+        let limit = parse_number("limit", self.limit.as_deref(), MAX_LIMIT, MAX_LIMIT)?;
+        let offset = parse_number("offset", self.offset.as_deref(), 0, u32::MAX)?;
+        let count = match self.count.as_deref() {
+            None | Some("false") => false,
+            Some("true") => true,
+            Some(other) => {
+                return Err(ApiError::bad_request(format!("count must be true or false, not '{other}'")));
+            }
+        };
+        if let Some(text) = self.filters.as_deref().filter(|t| !t.trim().is_empty()) {
+            let expr = query::parse_filters(text, spec.filters).map_err(ApiError::bad_request)?;
+            items.retain(|item| expr.matches(&|name| (spec.field)(item, name)));
+        }
+        if let Some(text) = &self.sorters {
+            let sorters = query::parse_sorters(text, spec.sorters).map_err(ApiError::bad_request)?;
+            items.sort_by(|a, b| {
+                query::compare_by(a, b, &sorters, &|item, name| (spec.field)(item, name).unwrap_or_default())
+            });
+        }
+        let total = items.len();
+        let page: Vec<W> = items
+            .into_iter()
+            .skip(usize::try_from(offset).unwrap_or(usize::MAX))
+            .take(usize::try_from(limit).unwrap_or(usize::MAX))
+            .map(render)
+            .collect();
+        let mut response = HttpResponse::Ok();
+        if count {
+            response.insert_header(("X-Total-Count", total.to_string()));
+        }
+        Ok(response.json(page))
+    }
+}

@@ -1,0 +1,131 @@
+//! The HTTP API: one module per resource. Never names diesel.
+//!
+//! Every SailPoint-style resource is served at its canonical path (`/triggers/v1`) and under
+//! SailPoint's older prefixes (`/beta/triggers`, `/v2024/triggers`, `/v2025/triggers`).
+
+mod auth;
+pub mod error;
+mod health;
+mod list;
+mod oauth;
+mod patch;
+mod subscriptions;
+mod triggers;
+
+use std::sync::Arc;
+
+use actix_web::http::Method;
+use actix_web::{HttpRequest, HttpResponse, web};
+
+use crate::clock::SharedClock;
+use crate::config::Settings;
+use crate::store::Store;
+use error::ApiError;
+
+/// Timestamps as SailPoint writes them: ISO-8601 UTC with milliseconds.
+pub fn iso(t: chrono::NaiveDateTime) -> String {
+    t.and_utc().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// What every handler can reach.
+pub struct AppState {
+    pub store: Store,
+    pub clock: SharedClock,
+    pub settings: Arc<Settings>,
+}
+
+/// `None` is the canonical per-resource layout (`/triggers/v1`); the rest are version prefixes.
+const PREFIXES: [Option<&str>; 4] = [None, Some("beta"), Some("v2024"), Some("v2025")];
+
+fn versioned_path(prefix: Option<&str>, resource: &str, rest: &str) -> String {
+    match prefix {
+        None => format!("/{resource}/v1{rest}"),
+        Some(p) => format!("/{p}/{resource}{rest}"),
+    }
+}
+
+/// Declares the routes once: `configure` mounts them and `routes` lists them for the OpenAPI check.
+macro_rules! routes {
+    (
+        root { $( $rpath:literal => { $( $rm:ident => $rh:path ),* $(,)? } )* }
+        versioned { $( ($res:literal, $rest:literal) => { $( $m:ident => $h:path ),* $(,)? } )* }
+    ) => {
+        /// Every route as `(METHOD, path)`, in actix path syntax.
+        pub fn routes() -> Vec<(&'static str, String)> {
+            let mut out = Vec::new();
+            $( $( out.push((stringify!($rm), $rpath.to_owned())); )* )*
+            for prefix in PREFIXES {
+                $( $( out.push((stringify!($m), versioned_path(prefix, $res, $rest))); )* )*
+            }
+            out
+        }
+
+        pub fn configure(cfg: &mut web::ServiceConfig) {
+            $(
+                cfg.service(
+                    web::resource($rpath)
+                        $( .route(web::method(Method::$rm).to($rh)) )*
+                        .default_service(web::to(wrong_method)),
+                );
+            )*
+            for prefix in PREFIXES {
+                $(
+                    cfg.service(
+                        web::resource(versioned_path(prefix, $res, $rest))
+                            $( .route(web::method(Method::$m).to($h)) )*
+                            .default_service(web::to(wrong_method)),
+                    );
+                )*
+            }
+        }
+    };
+}
+
+routes! {
+    root {
+        "/oauth/token" => { POST => oauth::token }
+        "/health/live" => { GET => health::live }
+        "/health/ready" => { GET => health::ready }
+    }
+    versioned {
+        ("triggers", "") => { GET => triggers::list, POST => triggers::create }
+        ("triggers", "/{id}") => {
+            GET => triggers::get, PUT => triggers::replace, PATCH => triggers::patch, DELETE => triggers::delete
+        }
+        ("trigger-subscriptions", "") => { GET => subscriptions::list, POST => subscriptions::create }
+        ("trigger-subscriptions", "/validate-filter") => { POST => subscriptions::validate_filter }
+        ("trigger-subscriptions", "/{id}") => {
+            GET => subscriptions::get, PUT => subscriptions::replace, PATCH => subscriptions::patch,
+            DELETE => subscriptions::delete
+        }
+        ("trigger-subscriptions", "/{id}/rotate-secret") => { POST => subscriptions::rotate_secret }
+    }
+}
+
+/// A known path with a method it does not serve. `validate-filter` only takes POST; any other
+/// method reads it as a subscription id, which does not exist (as SailPoint answers).
+async fn wrong_method(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    if req.path().ends_with("/validate-filter") {
+        return Err(ApiError::NotFound("subscription 'validate-filter' was not found".into()));
+    }
+    Err(ApiError::MethodNotAllowed(format!("{} is not supported on {}", req.method(), req.path())))
+}
+
+/// Any path no route serves.
+pub async fn no_route(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    Err(ApiError::NotFound(format!("no route serves {} {}", req.method(), req.path())))
+}
+
+/// Extractor settings: body limits and errors in the API's envelope.
+pub fn extractor_config(cfg: &mut web::ServiceConfig, max_body_size: usize) {
+    cfg.app_data(
+        web::JsonConfig::default()
+            .limit(max_body_size)
+            .content_type(|mime| mime.subtype() == mime::JSON || mime.suffix() == Some(mime::JSON))
+            .content_type_required(true)
+            .error_handler(error::json_error),
+    )
+    .app_data(web::PayloadConfig::new(max_body_size))
+    .app_data(web::QueryConfig::default().error_handler(error::query_error))
+    .app_data(web::PathConfig::default().error_handler(error::path_error));
+}

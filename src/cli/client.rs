@@ -1,0 +1,87 @@
+//! `hookgate client create|list|revoke`: API clients, straight on the database (for bootstrap).
+
+use std::io::Write as _;
+
+use anyhow::Context as _;
+use clap::Subcommand;
+
+use crate::clock::SharedClock;
+use crate::domain::ids::ClientId;
+use crate::domain::scope::Scopes;
+use crate::store::{Store, StoreError, clients};
+
+#[derive(Debug, Subcommand)]
+pub enum ClientCommand {
+    /// Create a client; its secret is printed once.
+    Create {
+        #[arg(long)]
+        name: String,
+        /// A scope to grant (repeatable; `sp:scopes:all` grants every scope).
+        #[arg(long = "scope", required = true, num_args = 1..)]
+        scopes: Vec<String>,
+        /// Print JSON: {"clientId": ..., "clientSecret": ...}
+        #[arg(long)]
+        json: bool,
+    },
+    /// List clients (never their secrets).
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a client and every token it holds.
+    Revoke { client_id: String },
+}
+
+pub fn run(command: ClientCommand, store: &Store, clock: &SharedClock) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    match command {
+        ClientCommand::Create { name, scopes, json } => {
+            if name.trim().is_empty() {
+                anyhow::bail!("--name must not be empty");
+            }
+            let scopes = Scopes::parse(&scopes.join(" ")).map_err(anyhow::Error::msg)?;
+            let now = clock.now();
+            let (client, secret) = store.run_blocking(|c| clients::create(c, &name, &scopes, now))?;
+            if json {
+                let body = serde_json::json!({ "clientId": client.id, "clientSecret": secret.expose(), "scopes": scopes.to_string() });
+                writeln!(out, "{body}")?;
+            } else {
+                writeln!(out, "client id:     {}", client.id)?;
+                writeln!(out, "client secret: {}", secret.expose())?;
+                writeln!(out, "scopes:        {scopes}")?;
+                writeln!(out, "The secret is shown only now; store it safely.")?;
+            }
+        }
+        ClientCommand::List { json } => {
+            let list = store.run_blocking(clients::list)?;
+            if json {
+                let rows: Vec<_> = list
+                    .iter()
+                    .map(|c| {
+                        serde_json::json!({
+                            "clientId": c.id, "name": c.name, "scopes": c.scopes.to_string(),
+                            "created": crate::api::iso(c.created), "revoked": c.revoked_at.map(crate::api::iso),
+                        })
+                    })
+                    .collect();
+                writeln!(out, "{}", serde_json::Value::Array(rows))?;
+            } else {
+                writeln!(out, "{:<32}  {:<20}  {:<8}  SCOPES", "CLIENT ID", "NAME", "STATUS")?;
+                for c in &list {
+                    let status = if c.revoked_at.is_some() { "revoked" } else { "active" };
+                    writeln!(out, "{:<32}  {:<20}  {:<8}  {}", c.id, c.name, status, c.scopes)?;
+                }
+            }
+        }
+        ClientCommand::Revoke { client_id } => {
+            let id: ClientId = client_id.parse().map_err(anyhow::Error::msg)?;
+            let now = clock.now();
+            match store.run_blocking(|c| clients::revoke(c, &id, now)) {
+                Ok(()) => writeln!(out, "client {id} revoked")?,
+                Err(StoreError::NotFound) => anyhow::bail!("no client has id {id}"),
+                Err(e) => return Err(e).context("revoking the client"),
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,77 @@
+//! The `hookgate` command line: `serve`, `migrate`, and `client` administration.
+
+mod client;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+
+use crate::clock::{SharedClock, SystemClock};
+use crate::config::Settings;
+use crate::startup::{Application, open_store};
+use crate::telemetry;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "hookgate",
+    version,
+    about = "Self-hosted event-trigger gateway (SailPoint Triggers API compatible)"
+)]
+pub struct Cli {
+    /// A TOML configuration file (default: ./hookgate.toml when present).
+    #[arg(long, global = true, env = "HOOKGATE_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the API server (the default command). Applies migrations at start.
+    Serve {
+        /// Address to bind, e.g. 0.0.0.0:8080 (overrides HOOKGATE_LISTEN).
+        #[arg(long)]
+        listen: Option<String>,
+    },
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Manage API clients (works directly on the database).
+    #[command(subcommand)]
+    Client(client::ClientCommand),
+}
+
+/// Runs the parsed command line.
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    let mut settings = Settings::load(cli.config.as_deref())?;
+    telemetry::init(&settings.log, settings.log_format);
+    let clock: SharedClock = Arc::new(SystemClock);
+    match cli.command.unwrap_or(Command::Serve { listen: None }) {
+        Command::Serve { listen } => {
+            if let Some(listen) = listen {
+                settings.listen =
+                    listen.parse().with_context(|| format!("--listen: '{listen}' is not an address"))?;
+            }
+            serve(settings, clock)
+        }
+        Command::Migrate => {
+            let store = open_store(&settings, &clock)?;
+            println!("migrations applied ({} database)", store.backend().name());
+            Ok(())
+        }
+        Command::Client(command) => {
+            let store = open_store(&settings, &clock)?;
+            client::run(command, &store, &clock)
+        }
+    }
+}
+
+fn serve(settings: Settings, clock: SharedClock) -> anyhow::Result<()> {
+    let listen = settings.listen;
+    actix_web::rt::System::new().block_on(async move {
+        let app = Application::build(settings, clock)?;
+        tracing::info!(address = %listen, port = app.port(), backend = app.store().backend().name(), "hookgate is serving");
+        app.run_until_stopped().await.context("server failed")
+    })
+}

@@ -1,0 +1,234 @@
+//! Typed settings: built-in defaults, then an optional `hookgate.toml`, then `HOOKGATE_*`
+//! environment variables. Validated once at start; errors name the offending key.
+//!
+//! | key (file) / env var                       | meaning                                   | default          |
+//! |--------------------------------------------|-------------------------------------------|------------------|
+//! | `database_url` / `HOOKGATE_DATABASE_URL`   | SQLite path, `sqlite://path` or `postgres://...` (`DATABASE_URL` also read) | `hookgate.db` |
+//! | `listen` / `HOOKGATE_LISTEN`               | address the API binds                     | `127.0.0.1:8080` |
+//! | `public_url` / `HOOKGATE_PUBLIC_URL`       | base URL subscribers use for callbacks    | `http://` + listen |
+//! | `db_pool_size` / `HOOKGATE_DB_POOL_SIZE`   | pooled database connections               | `8`              |
+//! | `token_ttl` / `HOOKGATE_TOKEN_TTL`         | lifetime of issued bearer tokens          | `12h`            |
+//! | `secret_rotation_overlap` / `HOOKGATE_SECRET_ROTATION_OVERLAP` | how long a rotated-out signing secret still signs | `24h` |
+//! | `max_body_size` / `HOOKGATE_MAX_BODY_SIZE` | largest accepted request body, in bytes   | `1048576`        |
+//! | `log` / `HOOKGATE_LOG`                     | tracing filter                            | `info`           |
+//! | `log_format` / `HOOKGATE_LOG_FORMAT`       | `pretty` or `json`                        | `pretty`         |
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+const ENV_KEYS: &[&str] = &[
+    "database_url",
+    "listen",
+    "public_url",
+    "db_pool_size",
+    "token_ttl",
+    "secret_rotation_overlap",
+    "max_body_size",
+    "log",
+    "log_format",
+];
+
+/// Settings as written, before validation.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSettings {
+    database_url: String,
+    listen: String,
+    public_url: Option<String>,
+    db_pool_size: u32,
+    token_ttl: String,
+    secret_rotation_overlap: String,
+    max_body_size: usize,
+    log: String,
+    log_format: String,
+}
+
+impl Default for RawSettings {
+    fn default() -> Self {
+        Self {
+            database_url: "hookgate.db".into(),
+            listen: "127.0.0.1:8080".into(),
+            public_url: None,
+            db_pool_size: 8,
+            token_ttl: "12h".into(),
+            secret_rotation_overlap: "24h".into(),
+            max_body_size: 1024 * 1024,
+            log: "info".into(),
+            log_format: "pretty".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+/// Validated settings. Tests build them with [`Settings::for_tests`] and change fields directly.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub database_url: String,
+    pub listen: SocketAddr,
+    pub public_url: Option<String>,
+    pub db_pool_size: u32,
+    pub token_ttl: Duration,
+    pub secret_rotation_overlap: Duration,
+    pub max_body_size: usize,
+    pub log: String,
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration key '{key}': {message}")]
+    Invalid { key: &'static str, message: String },
+    #[error("configuration: {0}")]
+    Load(#[from] Box<figment::Error>),
+}
+
+fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid { key, message: message.into() }
+}
+
+impl Settings {
+    /// Loads settings. `file` is a TOML file that must exist; without it `hookgate.toml` in the
+    /// working directory is read when present.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(RawSettings::default()));
+        match file {
+            Some(path) if !path.exists() => {
+                return Err(invalid("config", format!("file {} does not exist", path.display())));
+            }
+            Some(path) => figment = figment.merge(Toml::file(path)),
+            None => figment = figment.merge(Toml::file(PathBuf::from("hookgate.toml"))),
+        }
+        if std::env::var_os("HOOKGATE_DATABASE_URL").is_none() {
+            if let Ok(url) = std::env::var("DATABASE_URL") {
+                figment = figment.merge(Serialized::default("database_url", url));
+            }
+        }
+        figment = figment.merge(Env::prefixed("HOOKGATE_").only(ENV_KEYS));
+        let raw: RawSettings = figment.extract().map_err(Box::new)?;
+        Self::validate(raw)
+    }
+
+    fn validate(raw: RawSettings) -> Result<Self, ConfigError> {
+        if raw.database_url.trim().is_empty() {
+            return Err(invalid("database_url", "must not be empty"));
+        }
+        let listen = raw.listen.parse().map_err(|_| {
+            invalid("listen", format!("'{}' is not an address such as 127.0.0.1:8080", raw.listen))
+        })?;
+        if let Some(url) = &raw.public_url {
+            let parsed =
+                reqwest::Url::parse(url).map_err(|e| invalid("public_url", format!("'{url}': {e}")))?;
+            if !matches!(parsed.scheme(), "http" | "https") {
+                return Err(invalid("public_url", "must be an http or https URL"));
+            }
+        }
+        if !(1..=256).contains(&raw.db_pool_size) {
+            return Err(invalid("db_pool_size", "must be between 1 and 256"));
+        }
+        if raw.max_body_size < 1024 {
+            return Err(invalid("max_body_size", "must be at least 1024 bytes"));
+        }
+        let log_format = match raw.log_format.as_str() {
+            "pretty" => LogFormat::Pretty,
+            "json" => LogFormat::Json,
+            other => return Err(invalid("log_format", format!("'{other}' is not 'pretty' or 'json'"))),
+        };
+        tracing_subscriber::EnvFilter::try_new(&raw.log).map_err(|e| invalid("log", e.to_string()))?;
+        Ok(Self {
+            database_url: raw.database_url,
+            listen,
+            public_url: raw.public_url.map(|u| u.trim_end_matches('/').to_owned()),
+            db_pool_size: raw.db_pool_size,
+            token_ttl: parse_duration(&raw.token_ttl).map_err(|m| invalid("token_ttl", m))?,
+            secret_rotation_overlap: parse_duration(&raw.secret_rotation_overlap)
+                .map_err(|m| invalid("secret_rotation_overlap", m))?,
+            max_body_size: raw.max_body_size,
+            log: raw.log,
+            log_format,
+        })
+    }
+
+    /// Defaults with a given database and an OS-chosen port.
+    pub fn for_tests(database_url: &str) -> Self {
+        let mut settings =
+            Self::validate(RawSettings::default()).unwrap_or_else(|e| panic!("defaults are valid: {e}"));
+        settings.database_url = database_url.to_owned();
+        settings.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+        settings
+    }
+}
+
+/// Parses `500ms`, `5s`, `2m`, `1h`, `1d`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let bad = || format!("'{text}' is not a duration such as 500ms, 5s, 2m, 1h or 1d");
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
+    let (number, unit) = text.split_at(split);
+    let n: u64 = number.parse().map_err(|_| bad())?;
+    let secs = |mult: u64| n.checked_mul(mult).map(Duration::from_secs).ok_or_else(bad);
+    match unit {
+        "ms" => Ok(Duration::from_millis(n)),
+        "s" => secs(1),
+        "m" => secs(60),
+        "h" => secs(3600),
+        "d" => secs(86400),
+        _ => Err(bad()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_take_the_documented_units() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("5s"), Ok(Duration::from_secs(5)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("12h"), Ok(Duration::from_secs(43200)));
+        for bad in ["", "5", "s", "5 weeks", "-1s", "1.5h"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn validation_names_the_offending_key() {
+        let raw = RawSettings { listen: "not an address".into(), ..RawSettings::default() };
+        let err = Settings::validate(raw).unwrap_err().to_string();
+        assert!(err.contains("'listen'"), "{err}");
+        let raw = RawSettings { token_ttl: "soon".into(), ..RawSettings::default() };
+        assert!(Settings::validate(raw).unwrap_err().to_string().contains("'token_ttl'"));
+        let raw = RawSettings { log_format: "xml".into(), ..RawSettings::default() };
+        assert!(Settings::validate(raw).unwrap_err().to_string().contains("'log_format'"));
+    }
+
+    #[test]
+    fn a_toml_file_overrides_defaults_and_rejects_unknown_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hookgate.toml");
+        std::fs::write(&path, "listen = \"127.0.0.1:9999\"\ntoken_ttl = \"1h\"\n").unwrap();
+        let raw: RawSettings = Figment::from(Serialized::defaults(RawSettings::default()))
+            .merge(Toml::file(&path))
+            .extract()
+            .unwrap();
+        let s = Settings::validate(raw).unwrap();
+        assert_eq!(s.listen.port(), 9999);
+        assert_eq!(s.token_ttl, Duration::from_secs(3600));
+        std::fs::write(&path, "listne = \"x\"\n").unwrap();
+        let err = Figment::from(Serialized::defaults(RawSettings::default()))
+            .merge(Toml::file(&path))
+            .extract::<RawSettings>()
+            .unwrap_err();
+        assert!(err.to_string().contains("listne"), "{err}");
+    }
+}

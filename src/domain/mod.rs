@@ -1,0 +1,11 @@
+//! Domain types: what hookgate's words mean, independent of HTTP and SQL.
+
+pub mod catalog;
+pub mod duration;
+pub mod filter;
+pub mod ids;
+pub mod query;
+pub mod scope;
+pub mod secret;
+pub mod subscription;
+pub mod trigger;

@@ -1,0 +1,127 @@
+//! Subscriptions: one trigger bound to one HTTP target.
+
+use chrono::NaiveDateTime;
+use serde::{Deserialize, Serialize};
+
+use super::duration::IsoDuration;
+use super::filter::Filter;
+use super::ids::{SubscriptionId, TriggerId};
+use super::secret::Secret;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum SubscriptionType {
+    Http,
+    Eventbridge,
+    Inline,
+    Script,
+    Workflow,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum DispatchMode {
+    Sync,
+    Async,
+    Dynamic,
+}
+
+impl DispatchMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Sync => "SYNC",
+            Self::Async => "ASYNC",
+            Self::Dynamic => "DYNAMIC",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "SYNC" => Some(Self::Sync),
+            "ASYNC" => Some(Self::Async),
+            "DYNAMIC" => Some(Self::Dynamic),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum AuthType {
+    NoAuth,
+    BasicAuth,
+    BearerToken,
+}
+
+/// How hookgate authenticates to the subscriber.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HttpAuth {
+    None,
+    Basic { user: String, password: Secret },
+    Bearer { token: Secret },
+}
+
+impl HttpAuth {
+    pub fn kind(&self) -> AuthType {
+        match self {
+            Self::None => AuthType::NoAuth,
+            Self::Basic { .. } => AuthType::BasicAuth,
+            Self::Bearer { .. } => AuthType::BearerToken,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpTarget {
+    pub url: String,
+    pub dispatch_mode: DispatchMode,
+    pub auth: HttpAuth,
+}
+
+/// What a caller supplies to create or replace a subscription, already parsed.
+#[derive(Debug, Clone)]
+pub struct SubscriptionSpec {
+    pub name: String,
+    pub description: Option<String>,
+    pub response_deadline: IsoDuration,
+    pub target: HttpTarget,
+    pub enabled: bool,
+    pub filter: Option<Filter>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Subscription {
+    pub id: SubscriptionId,
+    pub trigger_id: TriggerId,
+    pub trigger_name: String,
+    pub spec: SubscriptionSpec,
+    pub created: NaiveDateTime,
+    pub updated: NaiveDateTime,
+}
+
+/// Checks that `url` is an absolute http(s) URL with a host.
+pub fn parse_target_url(url: &str) -> Result<String, String> {
+    let parsed = reqwest::Url::parse(url).map_err(|e| format!("'{url}' is not an absolute URL: {e}"))?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(format!("'{url}' must use http or https"));
+    }
+    if parsed.host_str().is_none_or(str::is_empty) {
+        return Err(format!("'{url}' has no host"));
+    }
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        return Err("credentials belong in basicAuthConfig, not in the URL".into());
+    }
+    Ok(parsed.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn target_urls_must_be_absolute_http_without_credentials() {
+        assert_eq!(parse_target_url("http://127.0.0.1:9000/hook").unwrap(), "http://127.0.0.1:9000/hook");
+        assert!(parse_target_url("/hook").is_err());
+        assert!(parse_target_url("ftp://example.com/").is_err());
+        assert!(parse_target_url("https://u:p@example.com/").is_err());
+    }
+}

@@ -1,0 +1,10 @@
+//! hookgate: a self-hosted event-trigger gateway, wire-compatible with SailPoint's Triggers API.
+
+pub mod api;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod domain;
+pub mod startup;
+pub mod store;
+pub mod telemetry;

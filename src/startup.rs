@@ -1,0 +1,83 @@
+//! Builds the running application (HTTP server on a bound port, store, seeded catalog) from
+//! settings. Used by `hookgate serve` and by the tests.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::dev::Server;
+use actix_web::{App, HttpServer, web};
+use anyhow::Context as _;
+use tracing_actix_web::TracingLogger;
+
+use crate::api::{self, AppState};
+use crate::clock::SharedClock;
+use crate::config::Settings;
+use crate::domain::catalog::default_catalog;
+use crate::store::{self, Store};
+
+pub struct Application {
+    port: u16,
+    server: Server,
+    store: Store,
+}
+
+/// Opens the database, applies migrations and seeds the catalog on first start.
+pub fn open_store(settings: &Settings, clock: &SharedClock) -> anyhow::Result<Store> {
+    let store = Store::open(&settings.database_url, settings.db_pool_size, Duration::from_secs(10))
+        .with_context(|| {
+            format!("opening the {} database", store::Backend::from_url(&settings.database_url).name())
+        })?;
+    let applied = store.migrate().context("applying migrations")?;
+    if applied > 0 {
+        tracing::info!(migrations = applied, backend = store.backend().name(), "database migrated");
+    }
+    let catalog = default_catalog().context("loading the default trigger catalog")?;
+    let now = clock.now();
+    let seeded = store
+        .run_blocking(|conn| store::triggers::seed_catalog(conn, &catalog, now))
+        .context("seeding the trigger catalog")?;
+    if seeded > 0 {
+        tracing::info!(triggers = seeded, "default trigger catalog seeded");
+    }
+    Ok(store)
+}
+
+impl Application {
+    pub fn build(settings: Settings, clock: SharedClock) -> anyhow::Result<Self> {
+        let store = open_store(&settings, &clock)?;
+        let listener =
+            TcpListener::bind(settings.listen).with_context(|| format!("binding {}", settings.listen))?;
+        let port = listener.local_addr()?.port();
+        let max_body_size = settings.max_body_size;
+        let state = web::Data::new(AppState { store: store.clone(), clock, settings: Arc::new(settings) });
+        let server = HttpServer::new(move || {
+            App::new()
+                .wrap(TracingLogger::default())
+                .app_data(state.clone())
+                .configure(|cfg| api::extractor_config(cfg, max_body_size))
+                .configure(api::configure)
+                .default_service(web::to(api::no_route))
+        })
+        .listen(listener)?
+        .run();
+        Ok(Self { port, server, store })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Serves until the server stops (SIGINT/SIGTERM, or the handle's `stop`).
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+
+    pub fn server_handle(&self) -> actix_web::dev::ServerHandle {
+        self.server.handle()
+    }
+}

@@ -1,0 +1,167 @@
+//! One connection type over SQLite and PostgreSQL, its r2d2 pool, and embedded migrations.
+
+use std::time::Duration;
+
+use diesel::connection::SimpleConnection;
+use diesel::prelude::*;
+use diesel::r2d2::{self, ManageConnection};
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+
+use super::StoreError;
+
+pub const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+pub const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
+
+/// Serialises concurrent `migrate` runs of several instances on one PostgreSQL database.
+const MIGRATION_LOCK_KEY: i64 = 0x686f_6f6b_6761_7465;
+
+#[derive(diesel::MultiConnection)]
+pub enum AnyConnection {
+    Postgresql(diesel::PgConnection),
+    Sqlite(diesel::SqliteConnection),
+}
+
+pub type Pool = r2d2::Pool<Manager>;
+
+/// Which backend a database URL names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    pub fn from_url(url: &str) -> Self {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Self::Postgres
+        } else {
+            Self::Sqlite
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Sqlite => "sqlite",
+            Self::Postgres => "postgres",
+        }
+    }
+}
+
+/// An r2d2 manager that establishes the backend the URL names and reports its real errors
+/// (the derived `AnyConnection::establish` tries each backend in turn and hides why they failed).
+#[derive(Debug)]
+pub struct Manager {
+    url: String,
+    backend: Backend,
+}
+
+impl Manager {
+    pub fn new(url: &str) -> Self {
+        let backend = Backend::from_url(url);
+        let url = match backend {
+            Backend::Sqlite => url.strip_prefix("sqlite://").unwrap_or(url).to_owned(),
+            Backend::Postgres => url.to_owned(),
+        };
+        Self { url, backend }
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    fn is_memory(&self) -> bool {
+        self.backend == Backend::Sqlite && self.url.contains(":memory:")
+    }
+}
+
+impl ManageConnection for Manager {
+    type Connection = AnyConnection;
+    type Error = r2d2::Error;
+
+    fn connect(&self) -> Result<AnyConnection, r2d2::Error> {
+        match self.backend {
+            Backend::Postgres => diesel::PgConnection::establish(&self.url)
+                .map(AnyConnection::Postgresql)
+                .map_err(r2d2::Error::ConnectionError),
+            Backend::Sqlite => {
+                let mut conn =
+                    diesel::SqliteConnection::establish(&self.url).map_err(r2d2::Error::ConnectionError)?;
+                conn.batch_execute(
+                    "PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL; \
+                     PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
+                )
+                .map_err(r2d2::Error::QueryError)?;
+                Ok(AnyConnection::Sqlite(conn))
+            }
+        }
+    }
+
+    fn is_valid(&self, conn: &mut AnyConnection) -> Result<(), r2d2::Error> {
+        conn.batch_execute("SELECT 1").map_err(r2d2::Error::QueryError)
+    }
+
+    fn has_broken(&self, _conn: &mut AnyConnection) -> bool {
+        false
+    }
+}
+
+/// Opens the pool for `url`. An in-memory SQLite database lives in exactly one connection.
+pub fn open_pool(url: &str, max_size: u32, timeout: Duration) -> Result<(Pool, Backend), StoreError> {
+    let manager = Manager::new(url);
+    let backend = manager.backend();
+    let mut builder = r2d2::Pool::builder().connection_timeout(timeout);
+    builder = if manager.is_memory() {
+        builder.max_size(1).min_idle(Some(1)).idle_timeout(None).max_lifetime(None)
+    } else {
+        builder.max_size(max_size)
+    };
+    let pool = builder.build(manager).map_err(StoreError::Connect)?;
+    Ok((pool, backend))
+}
+
+/// Applies every pending migration of the connection's backend; returns how many ran.
+pub fn run_migrations(conn: &mut AnyConnection) -> Result<usize, StoreError> {
+    let migrate = |conn: &mut AnyConnection, source: EmbeddedMigrations| {
+        conn.run_pending_migrations(source)
+            .map(|done| done.len())
+            .map_err(|e| StoreError::Migration(e.to_string()))
+    };
+    match conn {
+        AnyConnection::Postgresql(_) => {
+            conn.batch_execute(&format!("SELECT pg_advisory_lock({MIGRATION_LOCK_KEY})"))?;
+            let result = migrate(conn, POSTGRES_MIGRATIONS);
+            conn.batch_execute(&format!("SELECT pg_advisory_unlock({MIGRATION_LOCK_KEY})"))?;
+            result
+        }
+        AnyConnection::Sqlite(_) => migrate(conn, SQLITE_MIGRATIONS),
+    }
+}
+
+/// Runs `f` in a write transaction. On SQLite it starts with `BEGIN IMMEDIATE`, so that two
+/// read-then-write transactions never fail with "database is locked" halfway through.
+pub fn write_transaction<T, F>(conn: &mut AnyConnection, f: F) -> Result<T, StoreError>
+where
+    F: FnOnce(&mut AnyConnection) -> Result<T, StoreError>,
+{
+    use diesel::connection::{AnsiTransactionManager, TransactionManager};
+    let AnyConnection::Sqlite(sqlite) = conn else {
+        return conn.transaction(f);
+    };
+    AnsiTransactionManager::begin_transaction_sql(sqlite, "BEGIN IMMEDIATE")?;
+    let result = f(conn);
+    let AnyConnection::Sqlite(sqlite) = conn else {
+        unreachable!("the backend of a connection never changes");
+    };
+    match result {
+        Ok(value) => {
+            AnsiTransactionManager::commit_transaction(sqlite)?;
+            Ok(value)
+        }
+        Err(e) => {
+            if let Err(rollback) = AnsiTransactionManager::rollback_transaction(sqlite) {
+                tracing::error!(error = %rollback, "rollback failed");
+            }
+            Err(e)
+        }
+    }
+}

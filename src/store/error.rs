@@ -1,0 +1,38 @@
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
+
+/// What can go wrong in the store; it knows nothing of HTTP.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("not found")]
+    NotFound,
+    #[error("a record with the same key already exists")]
+    Conflict(#[source] DieselError),
+    /// The write breaks a rule checked inside the transaction (a limit, a missing reference).
+    #[error("{0}")]
+    Invalid(String),
+    /// The record is still referenced and cannot be removed.
+    #[error("{0}")]
+    InUse(String),
+    #[error("could not connect to the database")]
+    Connect(#[source] diesel::r2d2::PoolError),
+    #[error("no database connection was free in time")]
+    PoolTimeout(#[source] diesel::r2d2::PoolError),
+    #[error("migration failed: {0}")]
+    Migration(String),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    #[error("database query failed")]
+    Query(#[source] DieselError),
+    #[error("blocking task failed")]
+    Join(#[from] tokio::task::JoinError),
+}
+
+impl From<DieselError> for StoreError {
+    fn from(e: DieselError) -> Self {
+        match e {
+            DieselError::NotFound => Self::NotFound,
+            DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _) => Self::Conflict(e),
+            other => Self::Query(other),
+        }
+    }
+}

@@ -1,0 +1,77 @@
+//! Persistence: the pool, migrations and every query. The only module that names diesel.
+
+pub mod clients;
+mod connection;
+mod error;
+mod schema;
+pub mod subscriptions;
+pub mod triggers;
+
+use std::time::Duration;
+
+pub use connection::{AnyConnection, Backend, write_transaction};
+pub use error::StoreError;
+
+/// A handle on the database: cheap to clone, shared by the API, the workers and the CLI.
+#[derive(Clone)]
+pub struct Store {
+    pool: connection::Pool,
+    backend: Backend,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("backend", &self.backend).finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// Opens a pool of up to `max_connections` on `url` (a SQLite path or `postgres://...`).
+    pub fn open(url: &str, max_connections: u32, timeout: Duration) -> Result<Self, StoreError> {
+        let (pool, backend) = connection::open_pool(url, max_connections, timeout)?;
+        Ok(Self { pool, backend })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Applies pending migrations; returns how many ran.
+    pub fn migrate(&self) -> Result<usize, StoreError> {
+        self.run_blocking(connection::run_migrations)
+    }
+
+    /// Runs `f` on a pooled connection on the calling thread (for the CLI and start-up).
+    pub fn run_blocking<T>(
+        &self,
+        f: impl FnOnce(&mut AnyConnection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut conn = self.pool.get().map_err(StoreError::PoolTimeout)?;
+        f(&mut conn)
+    }
+
+    /// Runs `f` on a pooled connection off the async threads, inside the caller's span.
+    pub async fn run<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        F: FnOnce(&mut AnyConnection) -> Result<T, StoreError> + Send + 'static,
+        T: Send + 'static,
+    {
+        let store = self.clone();
+        let span = tracing::Span::current();
+        tokio::task::spawn_blocking(move || span.in_scope(|| store.run_blocking(f))).await?
+    }
+
+    /// Checks that the database answers.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.run(|conn| {
+            use diesel::connection::SimpleConnection;
+            conn.batch_execute("SELECT 1").map_err(StoreError::from)
+        })
+        .await
+    }
+}
+
+/// Reads a JSON column written by hookgate.
+fn json_column<T: serde::de::DeserializeOwned>(column: &str, text: &str) -> Result<T, StoreError> {
+    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("{column}: {e}")))
+}

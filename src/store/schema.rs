@@ -1,0 +1,91 @@
+//! Table definitions shared by both backends (hand-written: JSON columns are TEXT everywhere).
+
+diesel::table! {
+    meta (key) {
+        key -> Text,
+        value -> Text,
+    }
+}
+
+diesel::table! {
+    triggers (id) {
+        id -> Text,
+        name -> Text,
+        #[sql_name = "type"]
+        kind -> Text,
+        description -> Nullable<Text>,
+        input_schema -> Text,
+        example_input -> Text,
+        output_schema -> Nullable<Text>,
+        example_output -> Nullable<Text>,
+        params -> Text,
+        enabled -> Bool,
+        created -> Timestamp,
+        updated -> Timestamp,
+    }
+}
+
+diesel::table! {
+    subscriptions (id) {
+        id -> Text,
+        trigger_id -> Text,
+        name -> Text,
+        description -> Nullable<Text>,
+        #[sql_name = "type"]
+        kind -> Text,
+        response_deadline -> Text,
+        url -> Text,
+        dispatch_mode -> Text,
+        auth_type -> Text,
+        basic_user -> Nullable<Text>,
+        basic_password -> Nullable<Text>,
+        bearer_token -> Nullable<Text>,
+        enabled -> Bool,
+        filter -> Nullable<Text>,
+        created -> Timestamp,
+        updated -> Timestamp,
+    }
+}
+
+diesel::table! {
+    subscription_secrets (id) {
+        id -> Text,
+        subscription_id -> Text,
+        secret -> Text,
+        created -> Timestamp,
+        expires_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    api_clients (id) {
+        id -> Text,
+        name -> Text,
+        secret_hash -> Text,
+        scopes -> Text,
+        created -> Timestamp,
+        revoked_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    api_tokens (token_hash) {
+        token_hash -> Text,
+        client_id -> Text,
+        scopes -> Text,
+        created -> Timestamp,
+        expires_at -> Timestamp,
+    }
+}
+
+diesel::joinable!(subscriptions -> triggers (trigger_id));
+diesel::joinable!(subscription_secrets -> subscriptions (subscription_id));
+diesel::joinable!(api_tokens -> api_clients (client_id));
+diesel::allow_tables_to_appear_in_same_query!(
+    meta,
+    triggers,
+    subscriptions,
+    subscription_secrets,
+    api_clients,
+    api_tokens
+);

@@ -1,0 +1,263 @@
+//! Subscription queries, their signing secrets, and the per-trigger subscription limit.
+
+use chrono::{NaiveDateTime, TimeDelta};
+use diesel::prelude::*;
+
+use super::schema::{subscription_secrets, subscriptions, triggers};
+use super::{AnyConnection, StoreError, write_transaction};
+use crate::domain::duration::IsoDuration;
+use crate::domain::filter::Filter;
+use crate::domain::ids::{SubscriptionId, TriggerId};
+use crate::domain::secret::{Secret, new_signing_secret};
+use crate::domain::subscription::{DispatchMode, HttpAuth, HttpTarget, Subscription, SubscriptionSpec};
+use crate::domain::trigger::TriggerType;
+
+#[derive(Queryable, Insertable, AsChangeset)]
+#[diesel(table_name = subscriptions, treat_none_as_null = true)]
+struct SubscriptionRow {
+    id: String,
+    trigger_id: String,
+    name: String,
+    description: Option<String>,
+    kind: String,
+    response_deadline: String,
+    url: String,
+    dispatch_mode: String,
+    auth_type: String,
+    basic_user: Option<String>,
+    basic_password: Option<String>,
+    bearer_token: Option<String>,
+    enabled: bool,
+    filter: Option<String>,
+    created: NaiveDateTime,
+    updated: NaiveDateTime,
+}
+
+impl SubscriptionRow {
+    fn new(
+        id: &SubscriptionId,
+        trigger_id: &TriggerId,
+        spec: &SubscriptionSpec,
+        created: NaiveDateTime,
+        updated: NaiveDateTime,
+    ) -> Self {
+        let (auth_type, basic_user, basic_password, bearer_token) = match &spec.target.auth {
+            HttpAuth::None => ("NO_AUTH", None, None, None),
+            HttpAuth::Basic { user, password } => {
+                ("BASIC_AUTH", Some(user.clone()), Some(password.expose().to_owned()), None)
+            }
+            HttpAuth::Bearer { token } => ("BEARER_TOKEN", None, None, Some(token.expose().to_owned())),
+        };
+        Self {
+            id: id.to_string(),
+            trigger_id: trigger_id.to_string(),
+            name: spec.name.clone(),
+            description: spec.description.clone(),
+            kind: "HTTP".to_owned(),
+            response_deadline: spec.response_deadline.to_string(),
+            url: spec.target.url.clone(),
+            dispatch_mode: spec.target.dispatch_mode.as_str().to_owned(),
+            auth_type: auth_type.to_owned(),
+            basic_user,
+            basic_password,
+            bearer_token,
+            enabled: spec.enabled,
+            filter: spec.filter.as_ref().map(|f| f.as_str().to_owned()),
+            created,
+            updated,
+        }
+    }
+
+    fn into_domain(self, trigger_name: String) -> Result<Subscription, StoreError> {
+        let corrupt =
+            |what: &str, e: &dyn std::fmt::Display| StoreError::Corrupt(format!("subscriptions.{what}: {e}"));
+        let auth = match self.auth_type.as_str() {
+            "NO_AUTH" => HttpAuth::None,
+            "BASIC_AUTH" => HttpAuth::Basic {
+                user: self.basic_user.unwrap_or_default(),
+                password: Secret::new(self.basic_password.unwrap_or_default()),
+            },
+            "BEARER_TOKEN" => HttpAuth::Bearer { token: Secret::new(self.bearer_token.unwrap_or_default()) },
+            other => return Err(corrupt("auth_type", &other)),
+        };
+        Ok(Subscription {
+            id: self.id.parse().map_err(|e| corrupt("id", &e))?,
+            trigger_id: self.trigger_id.parse().map_err(|e| corrupt("trigger_id", &e))?,
+            trigger_name,
+            spec: SubscriptionSpec {
+                name: self.name,
+                description: self.description,
+                response_deadline: self
+                    .response_deadline
+                    .parse::<IsoDuration>()
+                    .map_err(|e| corrupt("response_deadline", &e))?,
+                target: HttpTarget {
+                    url: self.url,
+                    dispatch_mode: DispatchMode::parse(&self.dispatch_mode)
+                        .ok_or_else(|| corrupt("dispatch_mode", &self.dispatch_mode))?,
+                    auth,
+                },
+                enabled: self.enabled,
+                filter: self
+                    .filter
+                    .as_deref()
+                    .map(Filter::parse)
+                    .transpose()
+                    .map_err(|e| corrupt("filter", &e))?,
+            },
+            created: self.created,
+            updated: self.updated,
+        })
+    }
+}
+
+type Joined = (SubscriptionRow, String);
+
+/// Subscriptions with their trigger's name.
+macro_rules! joined {
+    () => {
+        subscriptions::table.inner_join(triggers::table).select((subscriptions::all_columns, triggers::name))
+    };
+}
+
+fn from_joined((row, trigger_name): Joined) -> Result<Subscription, StoreError> {
+    row.into_domain(trigger_name)
+}
+
+pub fn list(conn: &mut AnyConnection) -> Result<Vec<Subscription>, StoreError> {
+    joined!()
+        .order((subscriptions::created, subscriptions::id))
+        .load::<Joined>(conn)?
+        .into_iter()
+        .map(from_joined)
+        .collect()
+}
+
+pub fn get(conn: &mut AnyConnection, id: &SubscriptionId) -> Result<Subscription, StoreError> {
+    from_joined(joined!().filter(subscriptions::id.eq(id.as_str())).first::<Joined>(conn)?)
+}
+
+/// Locks the trigger row on PostgreSQL, so concurrent creates cannot both pass the limit
+/// (SQLite's `BEGIN IMMEDIATE` already serialises writers).
+fn lock_trigger(conn: &mut AnyConnection, id: &TriggerId) -> Result<Option<(String, String)>, StoreError> {
+    let query = triggers::table.find(id.as_str()).select((triggers::name, triggers::kind));
+    let found = match conn {
+        AnyConnection::Postgresql(pg) => query.for_update().first(pg).optional()?,
+        AnyConnection::Sqlite(sqlite) => query.first(sqlite).optional()?,
+    };
+    Ok(found)
+}
+
+/// Creates a subscription and its first signing secret, within the trigger's limit.
+pub fn insert(
+    conn: &mut AnyConnection,
+    trigger_id: &TriggerId,
+    spec: &SubscriptionSpec,
+    now: NaiveDateTime,
+) -> Result<(Subscription, Secret), StoreError> {
+    write_transaction(conn, |conn| {
+        let Some((trigger_name, kind)) = lock_trigger(conn, trigger_id)? else {
+            return Err(StoreError::Invalid(format!("triggerId '{trigger_id}' does not name a trigger")));
+        };
+        let kind = TriggerType::parse(&kind)
+            .ok_or_else(|| StoreError::Corrupt(format!("triggers.type: '{kind}'")))?;
+        let count: i64 = subscriptions::table
+            .filter(subscriptions::trigger_id.eq(trigger_id.as_str()))
+            .count()
+            .get_result(conn)?;
+        let max = kind.max_subscriptions();
+        if usize::try_from(count).unwrap_or(usize::MAX) >= max {
+            return Err(StoreError::Invalid(format!(
+                "trigger '{trigger_id}' is {} and already has {count} subscription(s); the limit is {max}",
+                kind.as_str()
+            )));
+        }
+        let id = SubscriptionId::generate();
+        let row = SubscriptionRow::new(&id, trigger_id, spec, now, now);
+        diesel::insert_into(subscriptions::table).values(&row).execute(conn)?;
+        let secret = new_signing_secret();
+        insert_secret(conn, &id, &secret, now)?;
+        Ok((row.into_domain(trigger_name)?, secret))
+    })
+}
+
+fn insert_secret(
+    conn: &mut AnyConnection,
+    id: &SubscriptionId,
+    secret: &Secret,
+    now: NaiveDateTime,
+) -> Result<(), StoreError> {
+    diesel::insert_into(subscription_secrets::table)
+        .values((
+            subscription_secrets::id.eq(uuid::Uuid::now_v7().to_string()),
+            subscription_secrets::subscription_id.eq(id.as_str()),
+            subscription_secrets::secret.eq(secret.expose()),
+            subscription_secrets::created.eq(now),
+            subscription_secrets::expires_at.eq(None::<NaiveDateTime>),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// Replaces a subscription with what `change` makes of the current one, in one transaction.
+pub fn update(
+    conn: &mut AnyConnection,
+    id: &SubscriptionId,
+    now: NaiveDateTime,
+    change: impl FnOnce(&Subscription) -> Result<SubscriptionSpec, StoreError>,
+) -> Result<Subscription, StoreError> {
+    write_transaction(conn, |conn| {
+        let current = get(conn, id)?;
+        let spec = change(&current)?;
+        let row = SubscriptionRow::new(id, &current.trigger_id, &spec, current.created, now);
+        diesel::update(subscriptions::table.find(id.as_str())).set(&row).execute(conn)?;
+        row.into_domain(current.trigger_name)
+    })
+}
+
+pub fn delete(conn: &mut AnyConnection, id: &SubscriptionId) -> Result<(), StoreError> {
+    let deleted = diesel::delete(subscriptions::table.find(id.as_str())).execute(conn)?;
+    if deleted == 0 { Err(StoreError::NotFound) } else { Ok(()) }
+}
+
+/// Issues a new signing secret; the current ones stay valid for `overlap`, older ones end now.
+pub fn rotate_secret(
+    conn: &mut AnyConnection,
+    id: &SubscriptionId,
+    now: NaiveDateTime,
+    overlap: TimeDelta,
+) -> Result<Secret, StoreError> {
+    write_transaction(conn, |conn| {
+        get(conn, id)?;
+        let mine = subscription_secrets::subscription_id.eq(id.as_str());
+        diesel::update(
+            subscription_secrets::table.filter(mine).filter(subscription_secrets::expires_at.gt(now)),
+        )
+        .set(subscription_secrets::expires_at.eq(now))
+        .execute(conn)?;
+        diesel::update(
+            subscription_secrets::table.filter(mine).filter(subscription_secrets::expires_at.is_null()),
+        )
+        .set(subscription_secrets::expires_at.eq(now + overlap))
+        .execute(conn)?;
+        let secret = new_signing_secret();
+        insert_secret(conn, id, &secret, now)?;
+        Ok(secret)
+    })
+}
+
+/// The secrets a delivery is signed with at `now`: the current one first, then those still
+/// in their rotation overlap.
+pub fn signing_secrets(
+    conn: &mut AnyConnection,
+    id: &SubscriptionId,
+    now: NaiveDateTime,
+) -> Result<Vec<Secret>, StoreError> {
+    let rows: Vec<(String, Option<NaiveDateTime>)> = subscription_secrets::table
+        .filter(subscription_secrets::subscription_id.eq(id.as_str()))
+        .filter(subscription_secrets::expires_at.is_null().or(subscription_secrets::expires_at.gt(now)))
+        .select((subscription_secrets::secret, subscription_secrets::expires_at))
+        .order(subscription_secrets::created.desc())
+        .load(conn)?;
+    Ok(rows.into_iter().map(|(s, _)| Secret::new(s)).collect())
+}
