@@ -22,6 +22,11 @@ pub struct Application {
     store: Store,
 }
 
+/// Installs the TLS crypto provider (ring) once per process; reqwest needs it before any client.
+pub fn install_tls_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// Opens the database, applies migrations and seeds the catalog on first start.
 pub fn open_store(settings: &Settings, clock: &SharedClock) -> anyhow::Result<Store> {
     let store = Store::open(&settings.database_url, settings.db_pool_size, Duration::from_secs(10))
@@ -45,6 +50,7 @@ pub fn open_store(settings: &Settings, clock: &SharedClock) -> anyhow::Result<St
 
 impl Application {
     pub fn build(settings: Settings, clock: SharedClock) -> anyhow::Result<Self> {
+        install_tls_provider();
         let store = open_store(&settings, &clock)?;
         let listener =
             TcpListener::bind(settings.listen).with_context(|| format!("binding {}", settings.listen))?;

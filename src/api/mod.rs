@@ -27,6 +27,19 @@ pub fn iso(t: chrono::NaiveDateTime) -> String {
     t.and_utc().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
+/// Deserialises a JSON body into a wire type; errors name the offending field.
+pub fn parse_body<T: serde::de::DeserializeOwned>(body: serde_json::Value) -> Result<T, ApiError> {
+    serde_path_to_error::deserialize(body).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if path == "." {
+            ApiError::bad_request(format!("the request body is invalid: {inner}"))
+        } else {
+            ApiError::bad_request(format!("the request body is invalid at '{path}': {inner}"))
+        }
+    })
+}
+
 /// What every handler can reach.
 pub struct AppState {
     pub store: Store,

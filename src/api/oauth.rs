@@ -68,16 +68,13 @@ fn basic_credentials(req: &HttpRequest) -> Option<(String, String)> {
 pub async fn token(req: HttpRequest, body: web::Bytes, state: web::Data<AppState>) -> HttpResponse {
     let mut params: HashMap<String, String> =
         serde_urlencoded::from_str(req.query_string()).unwrap_or_default();
-    let content_type = req
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_ascii_lowercase();
+    let content_type =
+        req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+    let media_type = content_type.to_ascii_lowercase();
     if !body.is_empty() {
-        let from_body = if content_type.starts_with("application/x-www-form-urlencoded") {
+        let from_body = if media_type.starts_with("application/x-www-form-urlencoded") {
             serde_urlencoded::from_bytes::<HashMap<String, String>>(&body).ok()
-        } else if content_type.starts_with("multipart/form-data") {
+        } else if media_type.starts_with("multipart/form-data") {
             multipart_fields(&content_type, &body)
         } else {
             return bad_request(

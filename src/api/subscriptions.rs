@@ -251,8 +251,7 @@ impl SubscriptionIn {
 }
 
 fn parse_body(body: Value) -> Result<SubscriptionIn, ApiError> {
-    serde_json::from_value(body)
-        .map_err(|e| ApiError::bad_request(format!("the request body is invalid: {e}")))
+    super::parse_body(body)
 }
 
 fn parse_id(raw: &str) -> Result<SubscriptionId, ApiError> {
@@ -403,8 +402,7 @@ struct ValidateFilterOut {
 
 pub async fn validate_filter(auth: Principal, body: web::Json<Value>) -> Result<HttpResponse, ApiError> {
     auth.require(MANAGE)?;
-    let input: ValidateFilterIn = serde_json::from_value(body.into_inner())
-        .map_err(|e| ApiError::bad_request(format!("the request body is invalid: {e}")))?;
+    let input: ValidateFilterIn = super::parse_body(body.into_inner())?;
     let v = Filter::validate(&input.filter, &Value::Object(input.input));
     Ok(HttpResponse::Ok().json(ValidateFilterOut {
         is_valid: v.valid,

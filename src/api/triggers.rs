@@ -142,8 +142,7 @@ fn parse_id(raw: &str) -> Result<TriggerId, ApiError> {
 }
 
 fn parse_body(body: Value) -> Result<TriggerIn, ApiError> {
-    serde_json::from_value(body)
-        .map_err(|e| ApiError::bad_request(format!("the request body is invalid: {e}")))
+    super::parse_body(body)
 }
 
 pub async fn list(

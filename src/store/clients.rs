@@ -156,3 +156,34 @@ pub fn authenticate(
         })
         .transpose()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Store;
+
+    #[test]
+    fn client_secrets_are_stored_only_as_hashes() {
+        let store = Store::open(":memory:", 1, std::time::Duration::from_secs(5)).unwrap();
+        store.migrate().unwrap();
+        let now = chrono::Utc::now().naive_utc();
+        let scopes = Scopes::parse("sp:scopes:all").unwrap();
+        let (client, secret) = store.run_blocking(|c| create(c, "x", &scopes, now)).unwrap();
+        let stored: String = store
+            .run_blocking(|c| {
+                api_clients::table
+                    .find(client.id.as_str())
+                    .select(api_clients::secret_hash)
+                    .first(c)
+                    .map_err(Into::into)
+            })
+            .unwrap();
+        assert_ne!(stored, secret.expose());
+        assert_eq!(stored, secret::hash(secret.expose()));
+        let found =
+            store.run_blocking(|c| verify_credentials(c, client.id.as_str(), secret.expose())).unwrap();
+        assert!(found.is_some());
+        let wrong = store.run_blocking(|c| verify_credentials(c, client.id.as_str(), "hgs_wrong")).unwrap();
+        assert!(wrong.is_none());
+    }
+}

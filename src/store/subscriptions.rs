@@ -253,11 +253,17 @@ pub fn signing_secrets(
     id: &SubscriptionId,
     now: NaiveDateTime,
 ) -> Result<Vec<Secret>, StoreError> {
-    let rows: Vec<(String, Option<NaiveDateTime>)> = subscription_secrets::table
+    let mut rows: Vec<(String, Option<NaiveDateTime>)> = subscription_secrets::table
         .filter(subscription_secrets::subscription_id.eq(id.as_str()))
         .filter(subscription_secrets::expires_at.is_null().or(subscription_secrets::expires_at.gt(now)))
         .select((subscription_secrets::secret, subscription_secrets::expires_at))
-        .order(subscription_secrets::created.desc())
         .load(conn)?;
+    // The current secret never expires; the others by how long they have left.
+    rows.sort_by(|a, b| match (a.1, b.1) {
+        (None, None) => std::cmp::Ordering::Equal,
+        (None, Some(_)) => std::cmp::Ordering::Less,
+        (Some(_), None) => std::cmp::Ordering::Greater,
+        (Some(x), Some(y)) => y.cmp(&x),
+    });
     Ok(rows.into_iter().map(|(s, _)| Secret::new(s)).collect())
 }

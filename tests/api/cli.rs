@@ -1,0 +1,99 @@
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+use crate::helpers::TestDb;
+
+fn hookgate(db: &TestDb, args: &[&str]) -> Output {
+    let dir = tempfile::tempdir().unwrap();
+    Command::new(env!("CARGO_BIN_EXE_hookgate"))
+        .args(args)
+        .current_dir(dir.path())
+        .env("HOOKGATE_DATABASE_URL", db.url())
+        .env("HOOKGATE_LOG", "warn")
+        .output()
+        .unwrap()
+}
+
+fn stdout(output: &Output) -> String {
+    assert!(output.status.success(), "stderr: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8(output.stdout.clone()).unwrap()
+}
+
+#[test]
+fn client_create_prints_the_secret_once_then_list_and_revoke_work() {
+    let db = TestDb::new();
+    let created: Value = serde_json::from_str(&stdout(&hookgate(
+        &db,
+        &[
+            "client",
+            "create",
+            "--name",
+            "ci",
+            "--scope",
+            "sp:trigger-service-subscriptions:read",
+            "--scope",
+            "hookgate:triggers:manage",
+            "--json",
+        ],
+    )))
+    .unwrap();
+    let id = created["clientId"].as_str().unwrap().to_owned();
+    assert!(created["clientSecret"].as_str().unwrap().starts_with("hgs_"));
+    assert_eq!(created["scopes"], "sp:trigger-service-subscriptions:read hookgate:triggers:manage");
+
+    let listed: Value = serde_json::from_str(&stdout(&hookgate(&db, &["client", "list", "--json"]))).unwrap();
+    assert_eq!(listed[0]["clientId"], id.as_str());
+    assert!(listed[0]["revoked"].is_null());
+    let text = stdout(&hookgate(&db, &["client", "list"]));
+    assert!(text.contains(&id) && text.contains("active"), "{text}");
+    assert!(!text.contains(created["clientSecret"].as_str().unwrap()));
+
+    assert!(stdout(&hookgate(&db, &["client", "revoke", &id])).contains("revoked"));
+    let listed: Value = serde_json::from_str(&stdout(&hookgate(&db, &["client", "list", "--json"]))).unwrap();
+    assert!(listed[0]["revoked"].is_string());
+
+    let missing = hookgate(&db, &["client", "revoke", "0123456789abcdef0123456789abcdef"]);
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("no client"));
+}
+
+#[test]
+fn unknown_scopes_are_refused_with_the_known_ones_listed() {
+    let db = TestDb::new();
+    let output = hookgate(&db, &["client", "create", "--name", "x", "--scope", "everything"]);
+    assert!(!output.status.success());
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert!(err.contains("'everything'") && err.contains("sp:scopes:all"), "{err}");
+}
+
+#[test]
+fn migrate_applies_the_schema() {
+    let db = TestDb::new();
+    assert!(stdout(&hookgate(&db, &["migrate"])).contains("migrations applied"));
+    assert!(stdout(&hookgate(&db, &["migrate"])).contains("migrations applied"));
+}
+
+#[test]
+fn bad_configuration_is_refused_naming_the_key() {
+    let db = TestDb::new();
+    let output = Command::new(env!("CARGO_BIN_EXE_hookgate"))
+        .args(["serve"])
+        .env("HOOKGATE_DATABASE_URL", db.url())
+        .env("HOOKGATE_LISTEN", "nowhere")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("'listen'"));
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("hookgate.toml"), "token_ttl = \"forever\"\n").unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_hookgate"))
+        .args(["migrate"])
+        .current_dir(dir.path())
+        .env("HOOKGATE_DATABASE_URL", db.url())
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("'token_ttl'"));
+}
