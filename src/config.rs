@@ -108,10 +108,10 @@ impl Settings {
             Some(path) => figment = figment.merge(Toml::file(path)),
             None => figment = figment.merge(Toml::file(PathBuf::from("hookgate.toml"))),
         }
-        if std::env::var_os("HOOKGATE_DATABASE_URL").is_none() {
-            if let Ok(url) = std::env::var("DATABASE_URL") {
-                figment = figment.merge(Serialized::default("database_url", url));
-            }
+        if std::env::var_os("HOOKGATE_DATABASE_URL").is_none()
+            && let Ok(url) = std::env::var("DATABASE_URL")
+        {
+            figment = figment.merge(Serialized::default("database_url", url));
         }
         figment = figment.merge(Env::prefixed("HOOKGATE_").only(ENV_KEYS));
         let raw: RawSettings = figment.extract().map_err(Box::new)?;
@@ -162,7 +162,7 @@ impl Settings {
     pub fn for_tests(database_url: &str) -> Self {
         let mut settings =
             Self::validate(RawSettings::default()).unwrap_or_else(|e| panic!("defaults are valid: {e}"));
-        settings.database_url = database_url.to_owned();
+        database_url.clone_into(&mut settings.database_url);
         settings.listen = SocketAddr::from(([127, 0, 0, 1], 0));
         settings
     }

@@ -187,6 +187,7 @@ pub fn json_error(
     .into()
 }
 
+#[expect(clippy::needless_pass_by_value, reason = "actix fixes the error-handler signature")]
 pub fn query_error(
     err: actix_web::error::QueryPayloadError,
     _req: &actix_web::HttpRequest,
@@ -194,6 +195,7 @@ pub fn query_error(
     ApiError::bad_request(format!("the query string is invalid: {err}")).into()
 }
 
+#[expect(clippy::needless_pass_by_value, reason = "actix fixes the error-handler signature")]
 pub fn path_error(err: actix_web::error::PathError, _req: &actix_web::HttpRequest) -> actix_web::Error {
     ApiError::NotFound(format!("the path is invalid: {err}")).into()
 }

@@ -103,10 +103,10 @@ struct TriggerIn {
 impl TriggerIn {
     /// Builds the spec for `id`; a body id, when present, must agree.
     fn into_spec(self, id: TriggerId) -> Result<TriggerSpec, ApiError> {
-        if let Some(body_id) = &self.id {
-            if body_id != id.as_str() {
-                return Err(ApiError::bad_request("id is immutable: the body's id differs from the path's"));
-            }
+        if let Some(body_id) = &self.id
+            && body_id != id.as_str()
+        {
+            return Err(ApiError::bad_request("id is immutable: the body's id differs from the path's"));
         }
         let spec = TriggerSpec {
             id,

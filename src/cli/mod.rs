@@ -31,7 +31,7 @@ pub struct Cli {
 enum Command {
     /// Run the API server (the default command). Applies migrations at start.
     Serve {
-        /// Address to bind, e.g. 0.0.0.0:8080 (overrides HOOKGATE_LISTEN).
+        /// Address to bind, e.g. 0.0.0.0:8080 (overrides `HOOKGATE_LISTEN`).
         #[arg(long)]
         listen: Option<String>,
     },

@@ -98,13 +98,13 @@ pub fn check_schema(
     }
     let validator = jsonschema::validator_for(&doc)
         .map_err(|e| SpecError::new(field, format!("is not a valid JSON Schema: {e}")))?;
-    if let Some(example) = example {
-        if let Some(err) = validator.iter_errors(example).next() {
-            return Err(SpecError::new(
-                example_field,
-                format!("does not match the schema at '{}': {err}", err.instance_path),
-            ));
-        }
+    if let Some(example) = example
+        && let Some(err) = validator.iter_errors(example).next()
+    {
+        return Err(SpecError::new(
+            example_field,
+            format!("does not match the schema at '{}': {err}", err.instance_path),
+        ));
     }
     Ok(())
 }

@@ -24,10 +24,9 @@ async fn tokens_are_issued_for_form_multipart_query_and_basic_encodings() {
     ]);
     let boundary = "hookgateBoundary";
     let multipart_body = format!(
-        "--{b}\r\nContent-Disposition: form-data; name=\"grant_type\"\r\n\r\nclient_credentials\r\n\
-         --{b}\r\nContent-Disposition: form-data; name=\"client_id\"\r\n\r\n{id}\r\n\
-         --{b}\r\nContent-Disposition: form-data; name=\"client_secret\"\r\n\r\n{secret}\r\n--{b}--\r\n",
-        b = boundary
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"grant_type\"\r\n\r\nclient_credentials\r\n\
+         --{boundary}\r\nContent-Disposition: form-data; name=\"client_id\"\r\n\r\n{id}\r\n\
+         --{boundary}\r\nContent-Disposition: form-data; name=\"client_secret\"\r\n\r\n{secret}\r\n--{boundary}--\r\n"
     );
     let multipart = app
         .http

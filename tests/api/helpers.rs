@@ -1,5 +1,5 @@
 //! The test harness: each test gets its own app on port 0 and its own database (a SQLite file,
-//! or a PostgreSQL schema when TEST_DATABASE_URL is set), and a manual clock.
+//! or a PostgreSQL schema when `TEST_DATABASE_URL` is set), and a manual clock.
 
 use std::sync::Arc;
 
@@ -47,12 +47,12 @@ impl TestDb {
 
 impl Drop for TestDb {
     fn drop(&mut self) {
-        if let Self::Postgres { admin_url, schema } = self {
-            if let Ok(admin) = Store::open(admin_url, 1, std::time::Duration::from_secs(10)) {
-                let _ = admin.run_blocking(|c| {
-                    c.batch_execute(&format!("DROP SCHEMA {schema} CASCADE")).map_err(Into::into)
-                });
-            }
+        if let Self::Postgres { admin_url, schema } = self
+            && let Ok(admin) = Store::open(admin_url, 1, std::time::Duration::from_secs(10))
+        {
+            let _ = admin.run_blocking(|c| {
+                c.batch_execute(&format!("DROP SCHEMA {schema} CASCADE")).map_err(Into::into)
+            });
         }
     }
 }
@@ -181,7 +181,7 @@ pub fn merge(base: &mut Value, extra: Value) {
     }
 }
 
-/// Asserts SailPoint's ErrorResponseDto shape and returns its first message text.
+/// Asserts SailPoint's `ErrorResponseDto` shape and returns its first message text.
 pub async fn error_text(response: reqwest::Response, status: u16) -> String {
     assert_eq!(response.status().as_u16(), status);
     let body: Value = response.json().await.expect("error body is JSON");

@@ -1,8 +1,11 @@
+//! Integration tests: each spawns a real app on port 0 with its own database.
+#![expect(clippy::unwrap_used, clippy::expect_used, reason = "a test that cannot proceed should fail loudly")]
+
 mod auth;
 mod cli;
 mod errors;
 mod helpers;
-
+mod openapi;
 mod store;
 mod subscriptions;
 mod triggers;

@@ -100,7 +100,7 @@ async fn put_replaces_a_subscription_and_keeps_write_only_secrets_sent_back_as_n
     let stored = app.store.run_blocking(|c| subscriptions::get(c, &sid)).unwrap();
     match stored.spec.target.auth {
         hookgate::domain::subscription::HttpAuth::Basic { password, .. } => {
-            assert_eq!(password.expose(), "eRtg4%6yuI!")
+            assert_eq!(password.expose(), "eRtg4%6yuI!");
         }
         other => panic!("auth changed: {other:?}"),
     }

@@ -81,16 +81,16 @@ fn apply<'a>(selector: &Selector, node: &'a Value, root: &'a Value, mode: Mode, 
         (Selector::Wildcard, Value::Array(items)) => out.extend(items.iter()),
         (Selector::Index(i), Value::Array(items)) => out.extend(index(items, *i)),
         (Selector::Indexes(is), Value::Array(items)) => {
-            out.extend(is.iter().filter_map(|i| index(items, *i)))
+            out.extend(is.iter().filter_map(|i| index(items, *i)));
         }
         (Selector::Slice { start, end, step }, Value::Array(items)) => slice(items, *start, *end, *step, out),
         (Selector::Filter(expr), Value::Array(items)) => {
             out.extend(items.iter().filter(|item| mode == Mode::IgnorePredicates || holds(expr, root, item)));
         }
-        (Selector::Filter(expr), Value::Object(_)) => {
-            if mode == Mode::IgnorePredicates || holds(expr, root, node) {
-                out.push(node);
-            }
+        (Selector::Filter(expr), Value::Object(_))
+            if (mode == Mode::IgnorePredicates || holds(expr, root, node)) =>
+        {
+            out.push(node);
         }
         _ => {}
     }
