@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Runs the SailPoint SDK contract test (both SDK majors) against a freshly started hookgate.
+# Usage: contract/run.sh [DATABASE_URL]   (default: a temporary SQLite file)
+# Needs a built target/debug/hookgate (cargo build) and python3.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+bin="$root/target/debug/hookgate"
+work=$(mktemp -d)
+trap 'kill "${server:-}" 2>/dev/null || true; rm -rf "$work"' EXIT
+
+venv() {  # venv DIR REQUIREMENT: a cached virtualenv with one requirement installed
+    local dir="$root/target/contract/$1"
+    if [ ! -x "$dir/bin/python" ] || ! "$dir/bin/pip" show sailpoint >/dev/null 2>&1; then
+        python3 -m venv "$dir"
+        "$dir/bin/pip" install --quiet --disable-pip-version-check "$2"
+    fi
+    echo "$dir/bin/python"
+}
+py2=$(venv sdk2 'sailpoint>=2.1,<3')
+py1=$(venv sdk1 'sailpoint==1.4.2')
+
+export HOOKGATE_DATABASE_URL="${1:-$work/hookgate.db}"
+export HOOKGATE_LOG=warn
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+"$bin" migrate >/dev/null
+creds=$("$bin" client create --name contract --scope sp:scopes:all --json)
+"$bin" serve --listen "127.0.0.1:$port" &
+server=$!
+for _ in $(seq 50); do
+    curl -fs "http://127.0.0.1:$port/health/ready" >/dev/null && break
+    sleep 0.1
+done
+export HOOKGATE_URL="http://127.0.0.1:$port"
+export HOOKGATE_CLIENT_ID=$(echo "$creds" | python3 -c 'import json,sys; print(json.load(sys.stdin)["clientId"])')
+export HOOKGATE_CLIENT_SECRET=$(echo "$creds" | python3 -c 'import json,sys; print(json.load(sys.stdin)["clientSecret"])')
+status=0
+"$py2" "$root/contract/sailpoint_sdk.py" || status=1
+"$py1" "$root/contract/sailpoint_sdk.py" || status=1
+exit $status
