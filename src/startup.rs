@@ -8,7 +8,6 @@ use std::time::Duration;
 use actix_web::dev::Server;
 use actix_web::{App, HttpServer, web};
 use anyhow::Context as _;
-use tracing_actix_web::TracingLogger;
 
 use crate::api::{self, AppState};
 use crate::clock::SharedClock;
@@ -59,7 +58,7 @@ impl Application {
         let state = web::Data::new(AppState { store: store.clone(), clock, settings: Arc::new(settings) });
         let server = HttpServer::new(move || {
             App::new()
-                .wrap(TracingLogger::default())
+                .wrap(actix_web::middleware::from_fn(api::request_span))
                 .app_data(state.clone())
                 .configure(|cfg| api::extractor_config(cfg, max_body_size))
                 .configure(api::configure)

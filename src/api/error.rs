@@ -142,7 +142,7 @@ impl From<StoreError> for ApiError {
             StoreError::Conflict(_) => Self::Conflict("a record with the same id already exists".into()),
             StoreError::Invalid(message) => Self::bad_request(message),
             StoreError::InUse(message) => Self::Conflict(message),
-            StoreError::PoolTimeout(_) | StoreError::Connect(_) => Self::Unavailable(e),
+            StoreError::PoolTimeout(_) | StoreError::Connect(_) | StoreError::Open(_) => Self::Unavailable(e),
             other => Self::Internal(other.into()),
         }
     }
@@ -198,4 +198,25 @@ pub fn query_error(
 #[expect(clippy::needless_pass_by_value, reason = "actix fixes the error-handler signature")]
 pub fn path_error(err: actix_web::error::PathError, _req: &actix_web::HttpRequest) -> actix_web::Error {
     ApiError::NotFound(format!("the path is invalid: {err}")).into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn internal_errors_say_nothing_of_their_cause_to_the_client() {
+        let error =
+            ApiError::Internal(anyhow::anyhow!("connection to 10.0.0.7 refused: password for user x"));
+        let response = error.error_response();
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let body = actix_web::body::to_bytes(response.into_body());
+        let body = futures_util::FutureExt::now_or_never(body).unwrap().unwrap();
+        let text = String::from_utf8(body.to_vec()).unwrap();
+        assert!(
+            text.contains("500.0 Internal Fault") && text.contains("An internal fault occurred."),
+            "{text}"
+        );
+        assert!(!text.contains("10.0.0.7") && !text.contains("password"), "{text}");
+    }
 }

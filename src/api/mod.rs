@@ -10,7 +10,10 @@ mod list;
 mod oauth;
 mod patch;
 mod subscriptions;
+mod telemetry;
 mod triggers;
+
+pub use telemetry::request_span;
 
 use std::sync::Arc;
 

@@ -87,8 +87,7 @@ impl ManageConnection for Manager {
                 let mut conn =
                     diesel::SqliteConnection::establish(&self.url).map_err(r2d2::Error::ConnectionError)?;
                 conn.batch_execute(
-                    "PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL; \
-                     PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
+                    "PRAGMA busy_timeout = 10000; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
                 )
                 .map_err(r2d2::Error::QueryError)?;
                 Ok(AnyConnection::Sqlite(conn))
@@ -109,11 +108,18 @@ impl ManageConnection for Manager {
 pub fn open_pool(url: &str, max_size: u32, timeout: Duration) -> Result<(Pool, Backend), StoreError> {
     let manager = Manager::new(url);
     let backend = manager.backend();
+    if backend == Backend::Sqlite && !manager.is_memory() {
+        // WAL is a property of the file: set it once, before several connections race for the
+        // exclusive lock that switching needs.
+        let mut conn = diesel::SqliteConnection::establish(&manager.url)
+            .map_err(|e| StoreError::Open(format!("{}: {e}", manager.url)))?;
+        conn.batch_execute("PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL;")?;
+    }
     let mut builder = r2d2::Pool::builder().connection_timeout(timeout);
     builder = if manager.is_memory() {
         builder.max_size(1).min_idle(Some(1)).idle_timeout(None).max_lifetime(None)
     } else {
-        builder.max_size(max_size)
+        builder.max_size(max_size).min_idle(Some(1))
     };
     let pool = builder.build(manager).map_err(StoreError::Connect)?;
     Ok((pool, backend))
@@ -163,5 +169,50 @@ where
             }
             Err(e)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use diesel::sql_types::{BigInt, Text};
+
+    use super::*;
+
+    #[derive(QueryableByName)]
+    struct JournalMode {
+        #[diesel(sql_type = Text)]
+        journal_mode: String,
+    }
+
+    #[derive(QueryableByName)]
+    struct Pragma {
+        #[diesel(sql_type = BigInt)]
+        value: i64,
+    }
+
+    #[test]
+    fn sqlite_connections_use_wal_a_busy_timeout_and_foreign_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let (pool, backend) =
+            open_pool(&dir.path().join("x.db").display().to_string(), 2, Duration::from_secs(5)).unwrap();
+        assert_eq!(backend, Backend::Sqlite);
+        let mut conn = pool.get().unwrap();
+        let AnyConnection::Sqlite(sqlite) = &mut *conn else { panic!("not sqlite") };
+        let mode: JournalMode = diesel::sql_query("PRAGMA journal_mode").get_result(sqlite).unwrap();
+        assert_eq!(mode.journal_mode, "wal");
+        let fk: Pragma = diesel::sql_query("SELECT foreign_keys AS value FROM pragma_foreign_keys")
+            .get_result(sqlite)
+            .unwrap();
+        assert_eq!(fk.value, 1);
+        let busy: Pragma =
+            diesel::sql_query("SELECT timeout AS value FROM pragma_busy_timeout").get_result(sqlite).unwrap();
+        assert!(busy.value >= 5000, "{}", busy.value);
+    }
+
+    #[test]
+    fn a_postgres_url_that_does_not_connect_reports_why() {
+        let err = open_pool("postgres://nobody@127.0.0.1:1/none", 1, Duration::from_millis(300)).unwrap_err();
+        let StoreError::Connect(source) = &err else { panic!("{err:?}") };
+        assert!(source.to_string().contains("127.0.0.1"), "{source}");
     }
 }

@@ -13,6 +13,8 @@ pub enum StoreError {
     /// The record is still referenced and cannot be removed.
     #[error("{0}")]
     InUse(String),
+    #[error("could not open the SQLite database {0}")]
+    Open(String),
     #[error("could not connect to the database")]
     Connect(#[source] diesel::r2d2::PoolError),
     #[error("no database connection was free in time")]

@@ -5,15 +5,7 @@ use crate::helpers::{TestApp, error_text};
 #[actix_web::test]
 async fn malformed_json_is_a_400_in_sailpoints_error_body() {
     let app = TestApp::spawn().await;
-    let response = app
-        .http
-        .post(app.url("/trigger-subscriptions/v1"))
-        .bearer_auth(&app.token)
-        .header("Content-Type", "application/json")
-        .body("{\"name\": ")
-        .send()
-        .await
-        .unwrap();
+    let response = app.post_raw("/trigger-subscriptions/v1", "application/json", "{\"name\": ").await;
     let text = error_text(response, 400).await;
     assert!(text.contains("not valid JSON"), "{text}");
 }
@@ -21,15 +13,7 @@ async fn malformed_json_is_a_400_in_sailpoints_error_body() {
 #[actix_web::test]
 async fn a_body_that_is_not_json_is_a_415() {
     let app = TestApp::spawn().await;
-    let response = app
-        .http
-        .post(app.url("/trigger-subscriptions/v1"))
-        .bearer_auth(&app.token)
-        .header("Content-Type", "text/plain")
-        .body("name=x")
-        .send()
-        .await
-        .unwrap();
+    let response = app.post_raw("/trigger-subscriptions/v1", "text/plain", "name=x").await;
     assert!(error_text(response, 415).await.contains("application/json"));
 }
 
@@ -46,15 +30,7 @@ async fn deeply_nested_json_is_refused_without_harm() {
     let app = TestApp::spawn().await;
     let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
     let body = format!("{{\"input\": {deep}, \"filter\": \"$\"}}");
-    let response = app
-        .http
-        .post(app.url("/trigger-subscriptions/v1/validate-filter"))
-        .bearer_auth(&app.token)
-        .header("Content-Type", "application/json")
-        .body(body)
-        .send()
-        .await
-        .unwrap();
+    let response = app.post_raw("/trigger-subscriptions/v1/validate-filter", "application/json", body).await;
     error_text(response, 400).await;
 }
 

@@ -139,6 +139,23 @@ impl TestApp {
         self.http.post(self.url(path)).bearer_auth(&self.token).json(body).send().await.expect("request")
     }
 
+    /// Posts `body` as is, with the given content type.
+    pub async fn post_raw(
+        &self,
+        path: &str,
+        content_type: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> reqwest::Response {
+        self.http
+            .post(self.url(path))
+            .bearer_auth(&self.token)
+            .header("Content-Type", content_type)
+            .body(body)
+            .send()
+            .await
+            .expect("request")
+    }
+
     pub async fn put(&self, path: &str, body: &Value) -> reqwest::Response {
         self.http.put(self.url(path)).bearer_auth(&self.token).json(body).send().await.expect("request")
     }
