@@ -18,8 +18,8 @@ pub enum ApiError {
     Forbidden(String),
     #[error("{0}")]
     NotFound(String),
-    #[error("{0}")]
-    MethodNotAllowed(String),
+    #[error("{message}")]
+    MethodNotAllowed { message: String, allow: String },
     #[error("{0}")]
     Conflict(String),
     #[error("{0}")]
@@ -55,7 +55,7 @@ impl ApiError {
             Self::Unauthorized(_) => "401 Unauthorized",
             Self::Forbidden(_) => "403 Forbidden",
             Self::NotFound(_) => "404 Not found",
-            Self::MethodNotAllowed(_) => "405 Method Not Allowed",
+            Self::MethodNotAllowed { .. } => "405 Method Not Allowed",
             Self::Conflict(_) => "409 Conflict",
             Self::PayloadTooLarge(_) => "413 Payload Too Large",
             Self::UnsupportedMediaType(_) => "415 Unsupported Media Type",
@@ -95,7 +95,7 @@ impl ResponseError for ApiError {
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
-            Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -116,6 +116,11 @@ impl ResponseError for ApiError {
         if let Self::Unauthorized(message) = self {
             response.insert_header((header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer")));
             return response.json(serde_json::json!({ "error": message }));
+        }
+        if let Self::MethodNotAllowed { allow, .. } = self
+            && let Ok(value) = HeaderValue::from_str(allow)
+        {
+            response.insert_header((header::ALLOW, value));
         }
         if matches!(self, Self::Unavailable(_)) {
             response.insert_header((header::RETRY_AFTER, HeaderValue::from_static("1")));

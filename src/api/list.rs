@@ -43,7 +43,7 @@ impl ListParams {
         render: impl Fn(T) -> W,
     ) -> Result<HttpResponse, ApiError> {
         let limit = parse_number("limit", self.limit.as_deref(), MAX_LIMIT, MAX_LIMIT)?;
-        let offset = parse_number("offset", self.offset.as_deref(), 0, u32::MAX)?;
+        let offset = parse_number("offset", self.offset.as_deref(), 0, i32::MAX.unsigned_abs())?;
         let count = match self.count.as_deref() {
             None | Some("false") => false,
             Some("true") => true,

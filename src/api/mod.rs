@@ -118,13 +118,21 @@ routes! {
     }
 }
 
-/// A known path with a method it does not serve. `validate-filter` only takes POST; any other
-/// method reads it as a subscription id, which does not exist (as SailPoint answers).
+/// A known path with a method it does not serve: 405 with `Allow`. `validate-filter` only takes
+/// POST; the methods a subscription id takes read it as an id, which does not exist (as SailPoint
+/// answers).
 async fn wrong_method(req: HttpRequest) -> Result<HttpResponse, ApiError> {
-    if req.path().ends_with("/validate-filter") {
+    let reads_as_id = matches!(*req.method(), Method::GET | Method::PUT | Method::PATCH | Method::DELETE);
+    if reads_as_id && req.path().ends_with("/validate-filter") {
         return Err(ApiError::NotFound("subscription 'validate-filter' was not found".into()));
     }
-    Err(ApiError::MethodNotAllowed(format!("{} is not supported on {}", req.method(), req.path())))
+    let pattern = req.match_pattern().unwrap_or_default();
+    let allow: Vec<&str> =
+        routes().into_iter().filter(|(_, path)| *path == pattern).map(|(m, _)| m).collect();
+    Err(ApiError::MethodNotAllowed {
+        message: format!("{} is not supported on {}; use {}", req.method(), req.path(), allow.join(", ")),
+        allow: allow.join(", "),
+    })
 }
 
 /// Any path no route serves.

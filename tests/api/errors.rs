@@ -38,7 +38,16 @@ async fn deeply_nested_json_is_refused_without_harm() {
 async fn unknown_routes_are_404_and_unserved_methods_405() {
     let app = TestApp::spawn().await;
     assert!(error_text(app.get("/nothing/here").await, 404).await.contains("no route"));
-    let text = error_text(app.delete("/triggers/v1").await, 405).await;
+    let response = app.delete("/triggers/v1").await;
+    assert_eq!(response.headers()["allow"], "GET, POST");
+    let text = error_text(response, 405).await;
     assert!(text.contains("DELETE"), "{text}");
+    let response = app
+        .http
+        .request(reqwest::Method::TRACE, app.url("/beta/trigger-subscriptions/x"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.headers()["allow"], "GET, PUT, PATCH, DELETE");
     error_text(app.get("/oauth/token").await, 405).await;
 }

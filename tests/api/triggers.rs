@@ -85,6 +85,7 @@ async fn bad_collection_parameters_are_refused_with_400() {
         ("limit=251", "limit"),
         ("limit=-1", "limit"),
         ("offset=x", "offset"),
+        ("offset=2147483648", "offset"),
         ("count=yes", "count"),
         ("filters=name%20eq%20%22x%22", "'name'"),
         ("filters=id%20co%20%22x%22", "'co'"),
