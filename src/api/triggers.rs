@@ -193,6 +193,30 @@ pub async fn create(
     Ok(HttpResponse::Created().json(TriggerOut::from(trigger)))
 }
 
+/// Replaces the trigger with what `body` (a full representation) says, in one transaction.
+async fn update_with(
+    state: &AppState,
+    id: TriggerId,
+    body: impl FnOnce(&Trigger) -> Result<Value, ApiError> + Send + 'static,
+) -> Result<HttpResponse, ApiError> {
+    let now = state.clock.now();
+    let label = id.to_string();
+    let path_id = id.clone();
+    let trigger = state
+        .store
+        .run(move |c| {
+            store::triggers::update(c, &id, now, |current| {
+                body(current)
+                    .and_then(parse_body)
+                    .and_then(|input| input.into_spec(path_id))
+                    .map_err(|e| store::StoreError::Invalid(e.to_string()))
+            })
+        })
+        .await
+        .or_not_found(|| format!("trigger '{label}'"))?;
+    Ok(HttpResponse::Ok().json(TriggerOut::from(trigger)))
+}
+
 pub async fn replace(
     auth: Principal,
     state: web::Data<AppState>,
@@ -201,15 +225,8 @@ pub async fn replace(
 ) -> Result<HttpResponse, ApiError> {
     auth.require(MANAGE)?;
     let id = parse_id(&id)?;
-    let spec = parse_body(body.into_inner())?.into_spec(id)?;
-    let now = state.clock.now();
-    let label = spec.id.to_string();
-    let trigger = state
-        .store
-        .run(move |c| store::triggers::replace(c, &spec, now))
-        .await
-        .or_not_found(|| format!("trigger '{label}'"))?;
-    Ok(HttpResponse::Ok().json(TriggerOut::from(trigger)))
+    let body = body.into_inner();
+    update_with(&state, id, move |_| Ok(body)).await
 }
 
 pub async fn patch(
@@ -220,23 +237,13 @@ pub async fn patch(
 ) -> Result<HttpResponse, ApiError> {
     auth.require(MANAGE)?;
     let id = parse_id(&id)?;
-    let label = id.to_string();
-    let lookup = id.clone();
-    let current = state
-        .store
-        .run(move |c| store::triggers::get(c, &lookup))
-        .await
-        .or_not_found(|| format!("trigger '{label}'"))?;
-    let doc = serde_json::to_value(TriggerOut::from(current)).map_err(|e| ApiError::Internal(e.into()))?;
-    let patched = patch::apply(doc, body.into_inner(), PATCHABLE)?;
-    let spec = parse_body(patched)?.into_spec(id)?;
-    let now = state.clock.now();
-    let trigger = state
-        .store
-        .run(move |c| store::triggers::replace(c, &spec, now))
-        .await
-        .or_not_found(|| format!("trigger '{label}'"))?;
-    Ok(HttpResponse::Ok().json(TriggerOut::from(trigger)))
+    let ops = body.into_inner();
+    update_with(&state, id, move |current| {
+        let doc = serde_json::to_value(TriggerOut::from(current.clone()))
+            .map_err(|e| ApiError::Internal(e.into()))?;
+        patch::apply(doc, ops, PATCHABLE)
+    })
+    .await
 }
 
 pub async fn delete(

@@ -207,6 +207,15 @@ pub fn update(
     change: impl FnOnce(&Subscription) -> Result<SubscriptionSpec, StoreError>,
 ) -> Result<Subscription, StoreError> {
     write_transaction(conn, |conn| {
+        if let AnyConnection::Postgresql(pg) = conn {
+            // Concurrent updates queue here instead of overwriting each other.
+            subscriptions::table
+                .find(id.as_str())
+                .select(subscriptions::id)
+                .for_update()
+                .first::<String>(pg)
+                .optional()?;
+        }
         let current = get(conn, id)?;
         let spec = change(&current)?;
         let row = SubscriptionRow::new(id, &current.trigger_id, &spec, current.created, now);

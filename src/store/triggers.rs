@@ -89,16 +89,28 @@ pub fn insert(
     row.into_domain()
 }
 
-/// Replaces every field but the id and creation time.
-pub fn replace(
+/// Replaces every field but the id and creation time with what `change` makes of the current
+/// trigger, in one transaction.
+pub fn update(
     conn: &mut AnyConnection,
-    spec: &TriggerSpec,
+    id: &TriggerId,
     now: NaiveDateTime,
+    change: impl FnOnce(&Trigger) -> Result<TriggerSpec, StoreError>,
 ) -> Result<Trigger, StoreError> {
     write_transaction(conn, |conn| {
-        let existing = get(conn, &spec.id)?;
-        let row = TriggerRow::new(spec, existing.created, now);
-        diesel::update(triggers::table.find(spec.id.as_str())).set(&row).execute(conn)?;
+        if let AnyConnection::Postgresql(pg) = conn {
+            // Concurrent updates queue here instead of overwriting each other.
+            triggers::table
+                .find(id.as_str())
+                .select(triggers::id)
+                .for_update()
+                .first::<String>(pg)
+                .optional()?;
+        }
+        let current = get(conn, id)?;
+        let spec = change(&current)?;
+        let row = TriggerRow::new(&spec, current.created, now);
+        diesel::update(triggers::table.find(id.as_str())).set(&row).execute(conn)?;
         row.into_domain()
     })
 }

@@ -55,3 +55,55 @@ async fn a_second_start_on_the_same_database_migrates_nothing_and_keeps_data() {
     let path = format!("/trigger-subscriptions/v1/{}", sub["id"].as_str().unwrap());
     assert_eq!(again.get(&path).await.status(), 200);
 }
+
+/// Two updates of one trigger whose reads would overlap: each waits (up to 300 ms) for the other
+/// to have read. Unless the store serialises them, both read the old row and one write is lost.
+#[actix_web::test]
+async fn concurrent_updates_of_one_trigger_never_lose_a_write() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+    use std::time::{Duration, Instant};
+
+    use hookgate::domain::ids::TriggerId;
+    use hookgate::domain::trigger::TriggerSpec;
+
+    let app = TestApp::spawn().await;
+    let id: TriggerId = "test:fire-and-forget".parse().unwrap();
+    let read = Arc::new(AtomicUsize::new(0));
+    let now = chrono::Utc::now().naive_utc();
+    let writers: Vec<_> = (0..2)
+        .map(|i| {
+            let (store, read, id) = (app.store.clone(), read.clone(), id.clone());
+            std::thread::spawn(move || {
+                store.run_blocking(|conn| {
+                    hookgate::store::triggers::update(conn, &id, now, |current| {
+                        read.fetch_add(1, SeqCst);
+                        let deadline = Instant::now() + Duration::from_millis(300);
+                        while read.load(SeqCst) < 2 && Instant::now() < deadline {
+                            std::thread::sleep(Duration::from_millis(5));
+                        }
+                        let mut params = current.params.clone();
+                        params.insert(format!("k{i}"), json!(i));
+                        Ok(TriggerSpec {
+                            id: current.id.clone(),
+                            name: current.name.clone(),
+                            kind: current.kind,
+                            description: current.description.clone(),
+                            input_schema: current.input_schema.clone(),
+                            example_input: current.example_input.clone(),
+                            output_schema: current.output_schema.clone(),
+                            example_output: current.example_output.clone(),
+                            params,
+                            enabled: current.enabled,
+                        })
+                    })
+                })
+            })
+        })
+        .collect();
+    for writer in writers {
+        writer.join().unwrap().unwrap();
+    }
+    let trigger = app.store.run_blocking(|c| hookgate::store::triggers::get(c, &id)).unwrap();
+    assert_eq!(trigger.params.len(), 2, "a write was lost: {:?}", trigger.params);
+}
