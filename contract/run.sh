@@ -23,6 +23,8 @@ st=$(dirname "$(venv schemathesis 'schemathesis>=4.3,<5')")/schemathesis
 
 export HOOKGATE_DATABASE_URL="${1:-$work/hookgate.db}"
 export HOOKGATE_LOG=warn
+# No delivery loops: schemathesis creates subscriptions to arbitrary URLs, which must never be contacted.
+export HOOKGATE_WORKERS=0
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 "$bin" migrate >/dev/null
 creds=$("$bin" client create --name contract --scope sp:scopes:all --json)

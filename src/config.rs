@@ -10,6 +10,15 @@
 //! | `token_ttl` / `HOOKGATE_TOKEN_TTL`         | lifetime of issued bearer tokens          | `12h`            |
 //! | `secret_rotation_overlap` / `HOOKGATE_SECRET_ROTATION_OVERLAP` | how long a rotated-out signing secret still signs | `24h` |
 //! | `max_body_size` / `HOOKGATE_MAX_BODY_SIZE` | largest accepted request body, in bytes   | `1048576`        |
+//! | `retry_schedule` / `HOOKGATE_RETRY_SCHEDULE` | delays after the first attempt, comma-separated | `5s,5m,30m,2h,5h,10h,10h` |
+//! | `retry_after_cap` / `HOOKGATE_RETRY_AFTER_CAP` | longest subscriber `Retry-After` honoured | `1h`            |
+//! | `delivery_timeout` / `HOOKGATE_DELIVERY_TIMEOUT` | total time of one delivery attempt    | `15s`            |
+//! | `connect_timeout` / `HOOKGATE_CONNECT_TIMEOUT` | time to connect to a subscriber         | `5s`             |
+//! | `workers` / `HOOKGATE_WORKERS`             | delivery loops per instance (0: none)     | `4`              |
+//! | `batch_size` / `HOOKGATE_BATCH_SIZE`       | invocations a loop claims at once         | `64`             |
+//! | `poll_interval` / `HOOKGATE_POLL_INTERVAL` | how often idle loops look for due work    | `1s`             |
+//! | `allowed_target_networks` / `HOOKGATE_ALLOWED_TARGET_NETWORKS` | CIDRs the SSRF guard lets through | empty |
+//! | `idempotency_ttl` / `HOOKGATE_IDEMPOTENCY_TTL` | how long an `Idempotency-Key` is remembered | `24h`       |
 //! | `log` / `HOOKGATE_LOG`                     | tracing filter                            | `info`           |
 //! | `log_format` / `HOOKGATE_LOG_FORMAT`       | `pretty` or `json`                        | `pretty`         |
 
@@ -29,6 +38,15 @@ const ENV_KEYS: &[&str] = &[
     "token_ttl",
     "secret_rotation_overlap",
     "max_body_size",
+    "retry_schedule",
+    "retry_after_cap",
+    "delivery_timeout",
+    "connect_timeout",
+    "workers",
+    "batch_size",
+    "poll_interval",
+    "allowed_target_networks",
+    "idempotency_ttl",
     "log",
     "log_format",
 ];
@@ -44,6 +62,15 @@ struct RawSettings {
     token_ttl: String,
     secret_rotation_overlap: String,
     max_body_size: usize,
+    retry_schedule: String,
+    retry_after_cap: String,
+    delivery_timeout: String,
+    connect_timeout: String,
+    workers: u32,
+    batch_size: u32,
+    poll_interval: String,
+    allowed_target_networks: String,
+    idempotency_ttl: String,
     log: String,
     log_format: String,
 }
@@ -58,6 +85,15 @@ impl Default for RawSettings {
             token_ttl: "12h".into(),
             secret_rotation_overlap: "24h".into(),
             max_body_size: 1024 * 1024,
+            retry_schedule: "5s,5m,30m,2h,5h,10h,10h".into(),
+            retry_after_cap: "1h".into(),
+            delivery_timeout: "15s".into(),
+            connect_timeout: "5s".into(),
+            workers: 4,
+            batch_size: 64,
+            poll_interval: "1s".into(),
+            allowed_target_networks: String::new(),
+            idempotency_ttl: "24h".into(),
             log: "info".into(),
             log_format: "pretty".into(),
         }
@@ -80,6 +116,15 @@ pub struct Settings {
     pub token_ttl: Duration,
     pub secret_rotation_overlap: Duration,
     pub max_body_size: usize,
+    pub retry_schedule: Vec<Duration>,
+    pub retry_after_cap: Duration,
+    pub delivery_timeout: Duration,
+    pub connect_timeout: Duration,
+    pub workers: u32,
+    pub batch_size: u32,
+    pub poll_interval: Duration,
+    pub allowed_target_networks: Vec<ipnet::IpNet>,
+    pub idempotency_ttl: Duration,
     pub log: String,
     pub log_format: LogFormat,
 }
@@ -144,6 +189,38 @@ impl Settings {
             other => return Err(invalid("log_format", format!("'{other}' is not 'pretty' or 'json'"))),
         };
         tracing_subscriber::EnvFilter::try_new(&raw.log).map_err(|e| invalid("log", e.to_string()))?;
+        let retry_schedule = raw
+            .retry_schedule
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(parse_duration)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|m| invalid("retry_schedule", m))?;
+        let allowed_target_networks = raw
+            .allowed_target_networks
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|s| {
+                s.parse::<ipnet::IpNet>()
+                    .or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                    .map_err(|_| {
+                        invalid("allowed_target_networks", format!("'{s}' is not a CIDR such as 10.0.0.0/8"))
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if !(1..=1000).contains(&raw.batch_size) {
+            return Err(invalid("batch_size", "must be between 1 and 1000"));
+        }
+        if raw.workers > 256 {
+            return Err(invalid("workers", "must be at most 256"));
+        }
+        let delivery_timeout =
+            parse_duration(&raw.delivery_timeout).map_err(|m| invalid("delivery_timeout", m))?;
+        if delivery_timeout.is_zero() {
+            return Err(invalid("delivery_timeout", "must be more than 0"));
+        }
         Ok(Self {
             database_url: raw.database_url,
             listen,
@@ -153,17 +230,33 @@ impl Settings {
             secret_rotation_overlap: parse_duration(&raw.secret_rotation_overlap)
                 .map_err(|m| invalid("secret_rotation_overlap", m))?,
             max_body_size: raw.max_body_size,
+            retry_schedule,
+            retry_after_cap: parse_duration(&raw.retry_after_cap)
+                .map_err(|m| invalid("retry_after_cap", m))?,
+            delivery_timeout,
+            connect_timeout: parse_duration(&raw.connect_timeout)
+                .map_err(|m| invalid("connect_timeout", m))?,
+            workers: raw.workers,
+            batch_size: raw.batch_size,
+            poll_interval: parse_duration(&raw.poll_interval).map_err(|m| invalid("poll_interval", m))?,
+            allowed_target_networks,
+            idempotency_ttl: parse_duration(&raw.idempotency_ttl)
+                .map_err(|m| invalid("idempotency_ttl", m))?,
             log: raw.log,
             log_format,
         })
     }
 
-    /// Defaults with a given database and an OS-chosen port.
+    /// Defaults with a given database, an OS-chosen port, no background delivery loops (tests
+    /// drive delivery themselves) and 127.0.0.1 allowed as a delivery target.
     pub fn for_tests(database_url: &str) -> Self {
         let mut settings =
             Self::validate(RawSettings::default()).unwrap_or_else(|e| panic!("defaults are valid: {e}"));
         database_url.clone_into(&mut settings.database_url);
         settings.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+        settings.workers = 0;
+        settings.delivery_timeout = Duration::from_secs(2);
+        settings.allowed_target_networks = vec![ipnet::IpNet::from(std::net::IpAddr::from([127, 0, 0, 1]))];
         settings
     }
 }
@@ -210,6 +303,20 @@ mod tests {
         assert!(Settings::validate(raw).unwrap_err().to_string().contains("'token_ttl'"));
         let raw = RawSettings { log_format: "xml".into(), ..RawSettings::default() };
         assert!(Settings::validate(raw).unwrap_err().to_string().contains("'log_format'"));
+        let raw = RawSettings { retry_schedule: "5s,soon".into(), ..RawSettings::default() };
+        assert!(Settings::validate(raw).unwrap_err().to_string().contains("'retry_schedule'"));
+        let raw = RawSettings { allowed_target_networks: "10.0.0.0/33".into(), ..RawSettings::default() };
+        assert!(Settings::validate(raw).unwrap_err().to_string().contains("'allowed_target_networks'"));
+    }
+
+    #[test]
+    fn the_default_retry_schedule_is_svix_like() {
+        let s = Settings::validate(RawSettings::default()).unwrap();
+        let secs: Vec<u64> = s.retry_schedule.iter().map(Duration::as_secs).collect();
+        assert_eq!(secs, vec![5, 300, 1800, 7200, 18000, 36000, 36000]);
+        let raw =
+            RawSettings { allowed_target_networks: "127.0.0.1, 10.0.0.0/8".into(), ..RawSettings::default() };
+        assert_eq!(Settings::validate(raw).unwrap().allowed_target_networks.len(), 2);
     }
 
     #[test]

@@ -12,6 +12,7 @@ use anyhow::Context as _;
 use crate::api::{self, AppState};
 use crate::clock::SharedClock;
 use crate::config::Settings;
+use crate::delivery::Dispatcher;
 use crate::domain::catalog::default_catalog;
 use crate::store::{self, Store};
 
@@ -19,6 +20,9 @@ pub struct Application {
     port: u16,
     server: Server,
     store: Store,
+    dispatcher: Arc<Dispatcher>,
+    workers: Vec<tokio::task::JoinHandle<()>>,
+    stop_workers: tokio::sync::watch::Sender<bool>,
 }
 
 /// Installs the TLS crypto provider (ring) once per process; reqwest needs it before any client.
@@ -55,7 +59,18 @@ impl Application {
             TcpListener::bind(settings.listen).with_context(|| format!("binding {}", settings.listen))?;
         let port = listener.local_addr()?.port();
         let max_body_size = settings.max_body_size;
-        let state = web::Data::new(AppState { store: store.clone(), clock, settings: Arc::new(settings) });
+        let dispatcher = Arc::new(Dispatcher::new(store.clone(), clock.clone(), &settings)?);
+        let (stop_workers, stopped) = tokio::sync::watch::channel(false);
+        let workers = (0..settings.workers)
+            .map(|_| actix_web::rt::spawn(dispatcher.clone().run(stopped.clone())))
+            .collect();
+        let state = web::Data::new(AppState {
+            store: store.clone(),
+            clock,
+            settings: Arc::new(settings),
+            wake_workers: dispatcher.notifier(),
+            schemas: api::SchemaCache::default(),
+        });
         let server = HttpServer::new(move || {
             App::new()
                 .wrap(actix_web::middleware::from_fn(api::request_span))
@@ -66,7 +81,12 @@ impl Application {
         })
         .listen(listener)?
         .run();
-        Ok(Self { port, server, store })
+        Ok(Self { port, server, store, dispatcher, workers, stop_workers })
+    }
+
+    /// The dispatcher the delivery loops run; tests drive it directly.
+    pub fn dispatcher(&self) -> Arc<Dispatcher> {
+        self.dispatcher.clone()
     }
 
     pub fn port(&self) -> u16 {
@@ -77,9 +97,15 @@ impl Application {
         &self.store
     }
 
-    /// Serves until the server stops (SIGINT/SIGTERM, or the handle's `stop`).
+    /// Serves until the server stops (SIGINT/SIGTERM, or the handle's `stop`), then stops the
+    /// delivery loops: each finishes its batch and gives back anything it still holds.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+        let served = self.server.await;
+        let _ = self.stop_workers.send(true);
+        for worker in self.workers {
+            let _ = worker.await;
+        }
+        served
     }
 
     pub fn server_handle(&self) -> actix_web::dev::ServerHandle {

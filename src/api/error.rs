@@ -22,6 +22,8 @@ pub enum ApiError {
     MethodNotAllowed { message: String, allow: String },
     #[error("{0}")]
     Conflict(String),
+    #[error("{message}")]
+    Unprocessable { message: String, causes: Vec<String> },
     #[error("{0}")]
     PayloadTooLarge(String),
     #[error("{0}")]
@@ -57,6 +59,7 @@ impl ApiError {
             Self::NotFound(_) => "404 Not found",
             Self::MethodNotAllowed { .. } => "405 Method Not Allowed",
             Self::Conflict(_) => "409 Conflict",
+            Self::Unprocessable { .. } => "422 Unprocessable Entity",
             Self::PayloadTooLarge(_) => "413 Payload Too Large",
             Self::UnsupportedMediaType(_) => "415 Unsupported Media Type",
             Self::Unavailable(_) => "503 Service Unavailable",
@@ -97,6 +100,7 @@ impl ResponseError for ApiError {
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -126,7 +130,9 @@ impl ResponseError for ApiError {
             response.insert_header((header::RETRY_AFTER, HeaderValue::from_static("1")));
         }
         let causes = match self {
-            Self::BadRequest { causes, .. } => causes.iter().cloned().map(ErrorMessage::new).collect(),
+            Self::BadRequest { causes, .. } | Self::Unprocessable { causes, .. } => {
+                causes.iter().cloned().map(ErrorMessage::new).collect()
+            }
             _ => Vec::new(),
         };
         response.json(ErrorResponseDto {

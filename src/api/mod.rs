@@ -6,6 +6,7 @@
 mod auth;
 pub mod error;
 mod health;
+mod invocations;
 mod list;
 mod oauth;
 mod patch;
@@ -13,6 +14,7 @@ mod subscriptions;
 mod telemetry;
 mod triggers;
 
+pub use invocations::SchemaCache;
 pub use telemetry::request_span;
 
 use std::sync::Arc;
@@ -48,6 +50,42 @@ pub struct AppState {
     pub store: Store,
     pub clock: SharedClock,
     pub settings: Arc<Settings>,
+    /// Wakes the delivery loops after a publish commits.
+    pub wake_workers: Arc<tokio::sync::Notify>,
+    /// Compiled input schemas, by trigger id and version.
+    pub schemas: SchemaCache,
+}
+
+/// Reads a request body of at most `limit` bytes.
+pub async fn read_body(mut payload: web::Payload, limit: usize) -> Result<web::Bytes, ApiError> {
+    use futures_util::StreamExt as _;
+    let mut body = web::BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk =
+            chunk.map_err(|e| ApiError::bad_request(format!("the request body could not be read: {e}")))?;
+        if body.len() + chunk.len() > limit {
+            return Err(ApiError::PayloadTooLarge(format!(
+                "the request body exceeds the limit of {limit} bytes"
+            )));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
+}
+
+/// Parses a JSON request body read as bytes, with the same errors as the JSON extractor.
+pub fn json_from_bytes(req: &HttpRequest, bytes: &[u8]) -> Result<serde_json::Value, ApiError> {
+    let content_type = req.headers().get(actix_web::http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
+    let is_json = content_type
+        .and_then(|t| t.parse::<mime::Mime>().ok())
+        .is_some_and(|m| m.subtype() == mime::JSON || m.suffix() == Some(mime::JSON));
+    if !is_json {
+        return Err(ApiError::UnsupportedMediaType(
+            "the request body must be JSON: send Content-Type: application/json".into(),
+        ));
+    }
+    serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::bad_request(format!("the request body is not valid JSON: {e}")))
 }
 
 /// `None` is the canonical per-resource layout (`/triggers/v1`); the rest are version prefixes.
@@ -115,6 +153,7 @@ routes! {
             DELETE => subscriptions::delete
         }
         ("trigger-subscriptions", "/{id}/rotate-secret") => { POST => subscriptions::rotate_secret }
+        ("trigger-invocations", "/start") => { POST => invocations::start }
     }
 }
 

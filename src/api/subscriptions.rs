@@ -78,6 +78,9 @@ struct SubscriptionOut {
     filter: Option<String>,
     created: String,
     updated: String,
+    /// Why hookgate switched the subscription off (a subscriber's 410 Gone).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    disabled_reason: Option<String>,
     /// The signing secret: present only in the create response.
     #[serde(skip_serializing_if = "Option::is_none")]
     secret: Option<String>,
@@ -111,6 +114,7 @@ impl SubscriptionOut {
             filter: s.spec.filter.map(|f| f.as_str().to_owned()),
             created: iso(s.created),
             updated: iso(s.updated),
+            disabled_reason: s.disabled_reason,
             secret: secret.map(|s| s.expose().to_owned()),
         }
     }

@@ -28,6 +28,30 @@ impl FromStr for SubscriptionId {
     }
 }
 
+/// An invocation id: a UUID (v7, so ids sort by creation), stable across retries; it is the
+/// `webhook-id` subscribers dedupe on.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct InvocationId(String);
+
+impl InvocationId {
+    pub fn generate() -> Self {
+        Self(uuid::Uuid::now_v7().to_string())
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for InvocationId {
+    type Err = InvalidId;
+    fn from_str(s: &str) -> Result<Self, InvalidId> {
+        uuid::Uuid::parse_str(s)
+            .map(|u| Self(u.hyphenated().to_string()))
+            .map_err(|_| InvalidId::new("invocation", s))
+    }
+}
+
 /// A trigger id such as `idn:identity-created`: 1-128 characters of letters, digits and `:._-`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
@@ -93,7 +117,7 @@ macro_rules! id_conversions {
         }
     )*};
 }
-id_conversions!(SubscriptionId, TriggerId, ClientId);
+id_conversions!(SubscriptionId, InvocationId, TriggerId, ClientId);
 
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("'{value}' is not a valid {kind} id")]

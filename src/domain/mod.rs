@@ -4,6 +4,7 @@ pub mod catalog;
 pub mod duration;
 pub mod filter;
 pub mod ids;
+pub mod invocation;
 pub mod query;
 pub mod scope;
 pub mod secret;

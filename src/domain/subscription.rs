@@ -96,6 +96,8 @@ pub struct Subscription {
     pub spec: SubscriptionSpec,
     pub created: NaiveDateTime,
     pub updated: NaiveDateTime,
+    /// Why the subscription was switched off by hookgate (a 410 Gone), while it stays off.
+    pub disabled_reason: Option<String>,
 }
 
 /// Checks that `url` is an absolute http(s) URL with a host.

@@ -3,6 +3,7 @@
 pub mod clients;
 mod connection;
 mod error;
+pub mod invocations;
 mod schema;
 pub mod subscriptions;
 pub mod triggers;

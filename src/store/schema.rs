@@ -44,6 +44,7 @@ diesel::table! {
         filter -> Nullable<Text>,
         created -> Timestamp,
         updated -> Timestamp,
+        disabled_reason -> Nullable<Text>,
     }
 }
 
@@ -78,6 +79,63 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    events (id) {
+        id -> Text,
+        trigger_id -> Text,
+        kind -> Text,
+        input -> Text,
+        content_json -> Text,
+        payload -> Text,
+        created -> Timestamp,
+    }
+}
+
+diesel::table! {
+    invocations (id) {
+        id -> Text,
+        event_id -> Text,
+        subscription_id -> Text,
+        trigger_id -> Text,
+        kind -> Text,
+        state -> Text,
+        attempts -> Integer,
+        next_attempt_at -> Timestamp,
+        lease_owner -> Nullable<Text>,
+        lease_expires_at -> Nullable<Timestamp>,
+        secret -> Text,
+        last_error -> Nullable<Text>,
+        created -> Timestamp,
+        updated -> Timestamp,
+        completed -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    attempts (id) {
+        id -> Text,
+        invocation_id -> Text,
+        attempt -> Integer,
+        started -> Timestamp,
+        duration_ms -> Integer,
+        status -> Nullable<Integer>,
+        response -> Nullable<Text>,
+        error -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    idempotency_keys (key) {
+        key -> Text,
+        request_hash -> Text,
+        response -> Text,
+        created -> Timestamp,
+        expires_at -> Timestamp,
+    }
+}
+
+diesel::joinable!(invocations -> events (event_id));
+diesel::joinable!(attempts -> invocations (invocation_id));
 diesel::joinable!(subscriptions -> triggers (trigger_id));
 diesel::joinable!(subscription_secrets -> subscriptions (subscription_id));
 diesel::joinable!(api_tokens -> api_clients (client_id));
@@ -87,5 +145,9 @@ diesel::allow_tables_to_appear_in_same_query!(
     subscriptions,
     subscription_secrets,
     api_clients,
-    api_tokens
+    api_tokens,
+    events,
+    invocations,
+    attempts,
+    idempotency_keys
 );

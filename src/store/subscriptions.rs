@@ -31,6 +31,7 @@ struct SubscriptionRow {
     filter: Option<String>,
     created: NaiveDateTime,
     updated: NaiveDateTime,
+    disabled_reason: Option<String>,
 }
 
 impl SubscriptionRow {
@@ -65,6 +66,7 @@ impl SubscriptionRow {
             filter: spec.filter.as_ref().map(|f| f.as_str().to_owned()),
             created,
             updated,
+            disabled_reason: None,
         }
     }
 
@@ -107,6 +109,7 @@ impl SubscriptionRow {
             },
             created: self.created,
             updated: self.updated,
+            disabled_reason: self.disabled_reason,
         })
     }
 }
@@ -218,10 +221,100 @@ pub fn update(
         }
         let current = get(conn, id)?;
         let spec = change(&current)?;
-        let row = SubscriptionRow::new(id, &current.trigger_id, &spec, current.created, now);
+        let mut row = SubscriptionRow::new(id, &current.trigger_id, &spec, current.created, now);
+        // The reason a subscription was switched off stays while it stays off.
+        row.disabled_reason = if spec.enabled { None } else { current.disabled_reason.clone() };
         diesel::update(subscriptions::table.find(id.as_str())).set(&row).execute(conn)?;
         row.into_domain(current.trigger_name)
     })
+}
+
+/// The enabled subscriptions of a trigger (those that receive published events).
+pub fn enabled_for_trigger(
+    conn: &mut AnyConnection,
+    trigger: &TriggerId,
+) -> Result<Vec<Subscription>, StoreError> {
+    joined!()
+        .filter(subscriptions::trigger_id.eq(trigger.as_str()))
+        .filter(subscriptions::enabled.eq(true))
+        .load::<Joined>(conn)?
+        .into_iter()
+        .map(from_joined)
+        .collect()
+}
+
+/// Every subscription of a trigger, enabled or not (test invocations reach them all).
+pub fn all_for_trigger(
+    conn: &mut AnyConnection,
+    trigger: &TriggerId,
+) -> Result<Vec<Subscription>, StoreError> {
+    joined!()
+        .filter(subscriptions::trigger_id.eq(trigger.as_str()))
+        .order((subscriptions::created, subscriptions::id))
+        .load::<Joined>(conn)?
+        .into_iter()
+        .map(from_joined)
+        .collect()
+}
+
+/// Switches a subscription off, recording why (a subscriber answered 410 Gone).
+pub fn disable(
+    conn: &mut AnyConnection,
+    id: &SubscriptionId,
+    reason: &str,
+    now: NaiveDateTime,
+) -> Result<(), StoreError> {
+    diesel::update(subscriptions::table.find(id.as_str()))
+        .set((
+            subscriptions::enabled.eq(false),
+            subscriptions::disabled_reason.eq(reason),
+            subscriptions::updated.eq(now),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// The signing secrets of several subscriptions at `now`, current secret first.
+pub fn signing_secrets_of(
+    conn: &mut AnyConnection,
+    ids: &[&str],
+    now: NaiveDateTime,
+) -> Result<std::collections::HashMap<String, Vec<Secret>>, StoreError> {
+    let mut rows: Vec<(String, String, Option<NaiveDateTime>)> = subscription_secrets::table
+        .filter(subscription_secrets::subscription_id.eq_any(ids))
+        .filter(subscription_secrets::expires_at.is_null().or(subscription_secrets::expires_at.gt(now)))
+        .select((
+            subscription_secrets::subscription_id,
+            subscription_secrets::secret,
+            subscription_secrets::expires_at,
+        ))
+        .load(conn)?;
+    rows.sort_by(|a, b| current_first(a.2, b.2));
+    let mut out: std::collections::HashMap<String, Vec<Secret>> = std::collections::HashMap::new();
+    for (sub, secret, _) in rows {
+        out.entry(sub).or_default().push(Secret::new(secret));
+    }
+    Ok(out)
+}
+
+/// Orders secrets: the current one (no expiry) first, then by how long they have left.
+fn current_first(a: Option<NaiveDateTime>, b: Option<NaiveDateTime>) -> std::cmp::Ordering {
+    match (a, b) {
+        (None, None) => std::cmp::Ordering::Equal,
+        (None, Some(_)) => std::cmp::Ordering::Less,
+        (Some(_), None) => std::cmp::Ordering::Greater,
+        (Some(x), Some(y)) => y.cmp(&x),
+    }
+}
+
+/// Subscriptions by id, for the delivery worker.
+pub fn by_ids(conn: &mut AnyConnection, ids: &[&str]) -> Result<Vec<Subscription>, StoreError> {
+    joined!()
+        .filter(subscriptions::id.eq_any(ids))
+        .load::<Joined>(conn)?
+        .into_iter()
+        .map(from_joined)
+        .collect()
 }
 
 pub fn delete(conn: &mut AnyConnection, id: &SubscriptionId) -> Result<(), StoreError> {
@@ -267,12 +360,6 @@ pub fn signing_secrets(
         .filter(subscription_secrets::expires_at.is_null().or(subscription_secrets::expires_at.gt(now)))
         .select((subscription_secrets::secret, subscription_secrets::expires_at))
         .load(conn)?;
-    // The current secret never expires; the others by how long they have left.
-    rows.sort_by(|a, b| match (a.1, b.1) {
-        (None, None) => std::cmp::Ordering::Equal,
-        (None, Some(_)) => std::cmp::Ordering::Less,
-        (Some(_), None) => std::cmp::Ordering::Greater,
-        (Some(x), Some(y)) => y.cmp(&x),
-    });
+    rows.sort_by(|a, b| current_first(a.1, b.1));
     Ok(rows.into_iter().map(|(s, _)| Secret::new(s)).collect())
 }

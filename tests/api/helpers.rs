@@ -64,6 +64,7 @@ pub struct TestApp {
     pub clock: Arc<ManualClock>,
     pub token: String,
     server: actix_web::dev::ServerHandle,
+    pub dispatcher: Arc<hookgate::delivery::Dispatcher>,
     pub db: Arc<TestDb>,
 }
 
@@ -86,10 +87,11 @@ impl TestApp {
         let address = format!("http://127.0.0.1:{}", app.port());
         let store = app.store().clone();
         let server = app.server_handle();
+        let dispatcher = app.dispatcher();
         actix_web::rt::spawn(app.run_until_stopped());
         let http =
             reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
-        let mut test = Self { address, http, store, clock, token: String::new(), server, db };
+        let mut test = Self { address, http, store, clock, token: String::new(), server, dispatcher, db };
         test.token = test.token_for(&["sp:scopes:all"]).await;
         test
     }
@@ -129,6 +131,20 @@ impl TestApp {
 
     pub fn advance(&self, by: TimeDelta) {
         self.clock.advance(by);
+    }
+
+    /// Delivers everything due now; returns how many attempts were made.
+    pub async fn drain(&self) -> usize {
+        self.dispatcher.run_until_idle().await.expect("delivery")
+    }
+
+    /// Publishes one event and returns the response.
+    pub async fn publish(&self, trigger: &str, input: Value) -> reqwest::Response {
+        self.post(
+            "/trigger-invocations/v1/start",
+            &json!({"triggerId": trigger, "input": input, "contentJson": {}}),
+        )
+        .await
     }
 
     pub async fn get(&self, path: &str) -> reqwest::Response {

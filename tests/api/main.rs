@@ -3,9 +3,12 @@
 
 mod auth;
 mod cli;
+mod delivery;
 mod errors;
 mod helpers;
 mod openapi;
+mod publish;
+mod sink;
 mod store;
 mod subscriptions;
 mod triggers;

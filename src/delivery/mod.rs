@@ -1,0 +1,9 @@
+//! Delivery: the worker loop, the HTTP client with its SSRF guard, the signer and the retry
+//! policy. Uses `store` and `domain`; knows nothing of the HTTP API.
+
+pub mod guard;
+pub mod policy;
+pub mod signer;
+mod worker;
+
+pub use worker::{Dispatcher, Shutdown};

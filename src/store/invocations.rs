@@ -1,0 +1,382 @@
+//! Events and invocations: publish (fan-out in one transaction), claim under a lease, record
+//! outcomes in batches, and read them back.
+
+use std::time::Duration;
+
+use chrono::{NaiveDateTime, TimeDelta};
+use diesel::prelude::*;
+
+use super::schema::{attempts, events, idempotency_keys, invocations};
+use super::{AnyConnection, StoreError, write_transaction};
+use crate::domain::ids::{InvocationId, SubscriptionId, TriggerId};
+use crate::domain::invocation::{Attempt, Invocation, InvocationKind, InvocationState};
+
+/// An event to store, with the subscriptions it goes to.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub trigger_id: TriggerId,
+    pub kind: InvocationKind,
+    pub input: String,
+    pub content_json: String,
+    /// The exact bytes subscribers receive.
+    pub payload: String,
+    pub subscriptions: Vec<SubscriptionId>,
+}
+
+#[derive(Queryable, Insertable)]
+#[diesel(table_name = invocations)]
+struct InvocationRow {
+    id: String,
+    event_id: String,
+    subscription_id: String,
+    trigger_id: String,
+    kind: String,
+    state: String,
+    attempts: i32,
+    next_attempt_at: NaiveDateTime,
+    lease_owner: Option<String>,
+    lease_expires_at: Option<NaiveDateTime>,
+    secret: String,
+    last_error: Option<String>,
+    created: NaiveDateTime,
+    updated: NaiveDateTime,
+    completed: Option<NaiveDateTime>,
+}
+
+impl InvocationRow {
+    fn into_domain(self) -> Result<Invocation, StoreError> {
+        let corrupt =
+            |what: &str, e: &dyn std::fmt::Display| StoreError::Corrupt(format!("invocations.{what}: {e}"));
+        Ok(Invocation {
+            id: self.id.parse().map_err(|e| corrupt("id", &e))?,
+            subscription_id: self.subscription_id.parse().map_err(|e| corrupt("subscription_id", &e))?,
+            trigger_id: self.trigger_id.parse().map_err(|e| corrupt("trigger_id", &e))?,
+            kind: InvocationKind::parse(&self.kind).ok_or_else(|| corrupt("kind", &self.kind))?,
+            state: InvocationState::parse(&self.state).ok_or_else(|| corrupt("state", &self.state))?,
+            event_id: self.event_id,
+            attempts: self.attempts,
+            next_attempt_at: self.next_attempt_at,
+            secret: self.secret,
+            last_error: self.last_error,
+            created: self.created,
+            updated: self.updated,
+            completed: self.completed,
+        })
+    }
+}
+
+/// Stores events and one pending invocation per subscription, all in the caller's transaction.
+/// Returns, per event, its invocations.
+pub fn insert_events(
+    conn: &mut AnyConnection,
+    new_events: &[NewEvent],
+    now: NaiveDateTime,
+) -> Result<Vec<Vec<Invocation>>, StoreError> {
+    let mut out = Vec::with_capacity(new_events.len());
+    for event in new_events {
+        let event_id = uuid::Uuid::now_v7().to_string();
+        diesel::insert_into(events::table)
+            .values((
+                events::id.eq(&event_id),
+                events::trigger_id.eq(event.trigger_id.as_str()),
+                events::kind.eq(event.kind.as_str()),
+                events::input.eq(&event.input),
+                events::content_json.eq(&event.content_json),
+                events::payload.eq(&event.payload),
+                events::created.eq(now),
+            ))
+            .execute(conn)?;
+        let mut created = Vec::with_capacity(event.subscriptions.len());
+        for subscription in &event.subscriptions {
+            let row = InvocationRow {
+                id: InvocationId::generate().to_string(),
+                event_id: event_id.clone(),
+                subscription_id: subscription.to_string(),
+                trigger_id: event.trigger_id.to_string(),
+                kind: event.kind.as_str().to_owned(),
+                state: InvocationState::Pending.as_str().to_owned(),
+                attempts: 0,
+                next_attempt_at: now,
+                lease_owner: None,
+                lease_expires_at: None,
+                secret: uuid::Uuid::new_v4().to_string(),
+                last_error: None,
+                created: now,
+                updated: now,
+                completed: None,
+            };
+            diesel::insert_into(invocations::table).values(&row).execute(conn)?;
+            created.push(row.into_domain()?);
+        }
+        out.push(created);
+    }
+    Ok(out)
+}
+
+/// What an `Idempotency-Key` already answered.
+pub enum Remembered {
+    /// The same request: replay this response.
+    Same(String),
+    /// The key was used for a different request.
+    Different,
+    Unknown,
+}
+
+pub fn recall_key(
+    conn: &mut AnyConnection,
+    key: &str,
+    request_hash: &str,
+    now: NaiveDateTime,
+) -> Result<Remembered, StoreError> {
+    let found: Option<(String, String)> = idempotency_keys::table
+        .find(key)
+        .filter(idempotency_keys::expires_at.gt(now))
+        .select((idempotency_keys::request_hash, idempotency_keys::response))
+        .first(conn)
+        .optional()?;
+    Ok(match found {
+        Some((hash, response)) if hash == request_hash => Remembered::Same(response),
+        Some(_) => Remembered::Different,
+        None => Remembered::Unknown,
+    })
+}
+
+/// Remembers the response to a keyed request (replacing an expired entry).
+pub fn remember_key(
+    conn: &mut AnyConnection,
+    key: &str,
+    request_hash: &str,
+    response: &str,
+    now: NaiveDateTime,
+    ttl: Duration,
+) -> Result<(), StoreError> {
+    diesel::delete(idempotency_keys::table.find(key)).execute(conn)?;
+    diesel::insert_into(idempotency_keys::table)
+        .values((
+            idempotency_keys::key.eq(key),
+            idempotency_keys::request_hash.eq(request_hash),
+            idempotency_keys::response.eq(response),
+            idempotency_keys::created.eq(now),
+            idempotency_keys::expires_at.eq(now + TimeDelta::from_std(ttl).unwrap_or(TimeDelta::days(1))),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// A claimed invocation with what its delivery needs.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    pub invocation: Invocation,
+    pub payload: String,
+}
+
+/// Takes up to `limit` due invocations (pending and due, or in flight with an expired lease),
+/// marks them in flight under `owner`'s lease and counts the attempt about to be made.
+/// PostgreSQL skips rows other instances hold; SQLite's single writer makes the statement atomic.
+pub fn claim(
+    conn: &mut AnyConnection,
+    owner: &str,
+    now: NaiveDateTime,
+    lease: Duration,
+    limit: i64,
+) -> Result<Vec<Claimed>, StoreError> {
+    diesel::alias!(invocations as due: DueAlias);
+    let lease_until = now + TimeDelta::from_std(lease).unwrap_or(TimeDelta::minutes(1));
+    let pending = due
+        .field(invocations::state)
+        .eq(InvocationState::Pending.as_str())
+        .and(due.field(invocations::next_attempt_at).le(now));
+    let expired = due
+        .field(invocations::state)
+        .eq(InvocationState::InFlight.as_str())
+        .and(due.field(invocations::lease_expires_at).le(now));
+    let candidates = due
+        .select(due.field(invocations::id))
+        .filter(pending.or(expired))
+        .order(due.field(invocations::next_attempt_at).asc())
+        .limit(limit);
+    let changes = (
+        invocations::state.eq(InvocationState::InFlight.as_str()),
+        invocations::lease_owner.eq(owner),
+        invocations::lease_expires_at.eq(lease_until),
+        invocations::attempts.eq(invocations::attempts + 1),
+        invocations::updated.eq(now),
+    );
+    let ids: Vec<String> = match conn {
+        AnyConnection::Postgresql(pg) => diesel::update(invocations::table)
+            .filter(invocations::id.eq_any(candidates.for_update().skip_locked()))
+            .set(changes)
+            .returning(invocations::id)
+            .get_results(pg)?,
+        AnyConnection::Sqlite(sqlite) => sqlite.immediate_transaction(|sqlite| {
+            diesel::update(invocations::table)
+                .filter(invocations::id.eq_any(candidates))
+                .set(changes)
+                .returning(invocations::id)
+                .get_results(sqlite)
+        })?,
+    };
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rows: Vec<(InvocationRow, String)> = invocations::table
+        .inner_join(events::table)
+        .filter(invocations::id.eq_any(&ids))
+        .select((invocations::all_columns, events::payload))
+        .load(conn)?;
+    rows.into_iter().map(|(row, payload)| Ok(Claimed { invocation: row.into_domain()?, payload })).collect()
+}
+
+/// What happens to an invocation after an attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Next {
+    Delivered,
+    RetryAt(NaiveDateTime),
+    Dead,
+}
+
+/// The outcome of one attempt, to be recorded.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub invocation: InvocationId,
+    pub attempt: Attempt,
+    pub next: Next,
+    /// A subscription to switch off with this reason (the subscriber answered 410 Gone).
+    pub disable: Option<(SubscriptionId, String)>,
+}
+
+/// Records a batch of outcomes in one transaction: each attempt row, and the invocation's new
+/// state if `owner` still holds its lease (a worker whose lease expired records the attempt but
+/// does not overrule the worker that took over).
+pub fn record(
+    conn: &mut AnyConnection,
+    owner: &str,
+    outcomes: &[Outcome],
+    now: NaiveDateTime,
+) -> Result<(), StoreError> {
+    write_transaction(conn, |conn| {
+        for outcome in outcomes {
+            let a = &outcome.attempt;
+            diesel::insert_into(attempts::table)
+                .values((
+                    attempts::id.eq(uuid::Uuid::now_v7().to_string()),
+                    attempts::invocation_id.eq(outcome.invocation.as_str()),
+                    attempts::attempt.eq(a.attempt),
+                    attempts::started.eq(a.started),
+                    attempts::duration_ms.eq(a.duration_ms),
+                    attempts::status.eq(a.status),
+                    attempts::response.eq(&a.response),
+                    attempts::error.eq(&a.error),
+                ))
+                .execute(conn)?;
+            let (state, next_at, completed) = match outcome.next {
+                Next::Delivered => (InvocationState::Delivered, now, Some(now)),
+                Next::RetryAt(at) => (InvocationState::Pending, at, None),
+                Next::Dead => (InvocationState::Dead, now, Some(now)),
+            };
+            let error = if outcome.next == Next::Delivered { None } else { last_error(a) };
+            diesel::update(
+                invocations::table
+                    .find(outcome.invocation.as_str())
+                    .filter(invocations::lease_owner.eq(owner))
+                    .filter(invocations::state.eq(InvocationState::InFlight.as_str())),
+            )
+            .set((
+                invocations::state.eq(state.as_str()),
+                invocations::next_attempt_at.eq(next_at),
+                invocations::lease_owner.eq(None::<String>),
+                invocations::lease_expires_at.eq(None::<NaiveDateTime>),
+                invocations::last_error.eq(error),
+                invocations::completed.eq(completed),
+                invocations::updated.eq(now),
+            ))
+            .execute(conn)?;
+            if let Some((subscription, reason)) = &outcome.disable {
+                super::subscriptions::disable(conn, subscription, reason, now)?;
+            }
+        }
+        Ok(())
+    })
+}
+
+fn last_error(a: &Attempt) -> Option<String> {
+    match (&a.error, a.status) {
+        (Some(e), _) => Some(e.clone()),
+        (None, Some(status)) => Some(format!("subscriber answered HTTP {status}")),
+        (None, None) => None,
+    }
+}
+
+/// Gives back in-flight invocations held by `owner` (a graceful shutdown), due at once.
+pub fn release(conn: &mut AnyConnection, owner: &str, now: NaiveDateTime) -> Result<usize, StoreError> {
+    Ok(diesel::update(
+        invocations::table
+            .filter(invocations::lease_owner.eq(owner))
+            .filter(invocations::state.eq(InvocationState::InFlight.as_str())),
+    )
+    .set((
+        invocations::state.eq(InvocationState::Pending.as_str()),
+        invocations::lease_owner.eq(None::<String>),
+        invocations::lease_expires_at.eq(None::<NaiveDateTime>),
+        invocations::attempts.eq(invocations::attempts - 1),
+        invocations::next_attempt_at.eq(now),
+        invocations::updated.eq(now),
+    ))
+    .execute(conn)?)
+}
+
+pub fn get(conn: &mut AnyConnection, id: &InvocationId) -> Result<Invocation, StoreError> {
+    invocations::table.find(id.as_str()).first::<InvocationRow>(conn)?.into_domain()
+}
+
+#[derive(Queryable)]
+struct AttemptRow {
+    attempt: i32,
+    started: NaiveDateTime,
+    duration_ms: i32,
+    status: Option<i32>,
+    response: Option<String>,
+    error: Option<String>,
+}
+
+pub fn attempts_of(conn: &mut AnyConnection, id: &InvocationId) -> Result<Vec<Attempt>, StoreError> {
+    let rows: Vec<AttemptRow> = attempts::table
+        .filter(attempts::invocation_id.eq(id.as_str()))
+        .order((attempts::attempt, attempts::started))
+        .select((
+            attempts::attempt,
+            attempts::started,
+            attempts::duration_ms,
+            attempts::status,
+            attempts::response,
+            attempts::error,
+        ))
+        .load(conn)?;
+    Ok(rows
+        .into_iter()
+        .map(|r| Attempt {
+            attempt: r.attempt,
+            started: r.started,
+            duration_ms: r.duration_ms,
+            status: r.status,
+            response: r.response,
+            error: r.error,
+        })
+        .collect())
+}
+
+/// Counts invocations in each state (for tests and metrics).
+pub fn count_in_state(conn: &mut AnyConnection, state: InvocationState) -> Result<i64, StoreError> {
+    Ok(invocations::table.filter(invocations::state.eq(state.as_str())).count().get_result(conn)?)
+}
+
+/// All invocations of a subscription, oldest first.
+pub fn of_subscription(conn: &mut AnyConnection, id: &SubscriptionId) -> Result<Vec<Invocation>, StoreError> {
+    invocations::table
+        .filter(invocations::subscription_id.eq(id.as_str()))
+        .order((invocations::created, invocations::id))
+        .load::<InvocationRow>(conn)?
+        .into_iter()
+        .map(InvocationRow::into_domain)
+        .collect()
+}
