@@ -1,4 +1,5 @@
-//! `/trigger-invocations/v1`: publishing events (`start`).
+//! `/trigger-invocations/v1`: publishing events (`start`), test invocations, SailPoint's status
+//! list, and hookgate's invocation list and detail.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -8,14 +9,18 @@ use chrono::NaiveDateTime;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use chrono::TimeDelta;
+
 use super::auth::Principal;
-use super::error::ApiError;
-use super::{AppState, json_from_bytes, parse_body, read_body};
-use crate::domain::ids::TriggerId;
-use crate::domain::invocation::{Invocation, InvocationKind, merge_params};
+use super::error::{ApiError, OrNotFound};
+use super::list::{ListParams, ListSpec, page_response};
+use super::{AppState, iso, json_from_bytes, parse_body, read_body};
+use crate::domain::ids::{InvocationId, TriggerId};
+use crate::domain::invocation::{Invocation, InvocationKind, InvocationState, merge_params};
+use crate::domain::query::{self, CmpOp, FilterFields};
 use crate::domain::scope;
 use crate::domain::trigger::Trigger;
-use crate::store::invocations::{self as store_invocations, NewEvent, Remembered};
+use crate::store::invocations::{self as store_invocations, Condition, InvocationView, NewEvent, Remembered};
 use crate::store::{self, StoreError, write_transaction};
 
 const PUBLISH: &[&str] = &[scope::EVENTS_PUBLISH];
@@ -265,4 +270,360 @@ fn fan_out(conn: &mut store::AnyConnection, checked: &[Checked]) -> Result<Vec<N
         });
     }
     Ok(events)
+}
+
+/// SailPoint's `TestInvocation`.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct TestInvocationIn {
+    trigger_id: String,
+    input: Option<Map<String, Value>>,
+    content_json: Map<String, Value>,
+    subscription_ids: Option<Vec<String>>,
+}
+
+/// Sends a test event (the given input, or the trigger's example) to every subscription of the
+/// trigger, or to `subscriptionIds`, disabled ones included; filters still apply. 204 when
+/// nothing subscribes.
+pub async fn test(
+    auth: Principal,
+    state: web::Data<AppState>,
+    body: web::Json<Value>,
+) -> Result<HttpResponse, ApiError> {
+    auth.require(&[scope::INVOCATION_STATUS_MANAGE])?;
+    let request: TestInvocationIn = parse_body(body.into_inner())?;
+    let raw = request.trigger_id.clone();
+    let id: TriggerId = raw
+        .parse()
+        .map_err(|_| ApiError::bad_request(format!("triggerId '{raw}' does not name a trigger")))?;
+    let trigger = state.store.run(move |c| store::triggers::get(c, &id)).await.map_err(|e| match e {
+        StoreError::NotFound => ApiError::bad_request(format!("triggerId '{raw}' does not name a trigger")),
+        other => other.into(),
+    })?;
+    let input = match request.input {
+        Some(input) => input,
+        None => match &trigger.example_input {
+            Value::Object(example) => example.clone(),
+            _ => Map::new(),
+        },
+    };
+    let problems: Vec<String> = state
+        .schemas
+        .validator(&trigger)?
+        .iter_errors(&Value::Object(input.clone()))
+        .take(10)
+        .map(|e| format!("input{}: {e}", e.instance_path))
+        .collect();
+    if let Some(first) = problems.first() {
+        return Err(ApiError::BadRequest {
+            message: format!("the input does not match the input schema of '{}': {first}", trigger.id),
+            causes: problems,
+        });
+    }
+    let payload = Value::Object(merge_params(&trigger.params, &input));
+    let content_json = Value::Object(request.content_json);
+    let trigger_id = trigger.id.clone();
+    let mut subs = state.store.run(move |c| store::subscriptions::all_for_trigger(c, &trigger_id)).await?;
+    if let Some(wanted) = &request.subscription_ids {
+        if let Some(stranger) =
+            wanted.iter().find(|w| !subs.iter().any(|s| s.id.as_str().eq_ignore_ascii_case(w)))
+        {
+            return Err(ApiError::bad_request(format!(
+                "subscription '{stranger}' does not subscribe to '{}'",
+                trigger.id
+            )));
+        }
+        subs.retain(|s| wanted.iter().any(|w| s.id.as_str().eq_ignore_ascii_case(w)));
+    }
+    if subs.is_empty() {
+        return Ok(HttpResponse::NoContent().finish());
+    }
+    let event = NewEvent {
+        trigger_id: trigger.id.clone(),
+        kind: InvocationKind::Test,
+        input: Value::Object(input).to_string(),
+        content_json: content_json.to_string(),
+        subscriptions: subs
+            .iter()
+            .filter(|s| s.spec.filter.as_ref().is_none_or(|f| f.matches(&payload)))
+            .map(|s| s.id.clone())
+            .collect(),
+        payload: payload.to_string(),
+    };
+    let now = state.clock.now();
+    let created = state.store.run(move |c| store_invocations::insert_test_event(c, &event, now)).await?;
+    state.wake_workers.notify_waiters();
+    let out: Vec<InvocationOut> = created.iter().map(|i| InvocationOut::new(i, &content_json)).collect();
+    Ok(HttpResponse::Ok().json(out))
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct StartInvocationInputOut {
+    trigger_id: String,
+    input: Value,
+    content_json: Value,
+}
+
+#[derive(Serialize)]
+struct LocalizedMessage {
+    locale: &'static str,
+    message: String,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct CompleteInvocationInputOut {
+    localized_error: Option<LocalizedMessage>,
+    output: Option<Value>,
+}
+
+/// SailPoint's `InvocationStatus`, plus delivery state for the hookgate list and get endpoints.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct InvocationStatusOut {
+    id: String,
+    trigger_id: String,
+    subscription_id: String,
+    subscription_name: String,
+    #[serde(rename = "type")]
+    kind: InvocationKind,
+    created: String,
+    completed: Option<String>,
+    start_invocation_input: StartInvocationInputOut,
+    complete_invocation_input: CompleteInvocationInputOut,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    state: Option<InvocationState>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    attempts: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_attempt_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    attempt_log: Option<Vec<AttemptOut>>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct AttemptOut {
+    attempt: i32,
+    started: String,
+    duration_ms: i32,
+    status: Option<i32>,
+    response: Option<String>,
+    error: Option<String>,
+}
+
+impl InvocationStatusOut {
+    fn new(view: InvocationView, detailed: bool) -> Self {
+        let i = view.invocation;
+        let failed = i.state == InvocationState::Dead;
+        Self {
+            id: i.id.to_string(),
+            trigger_id: i.trigger_id.to_string(),
+            subscription_id: i.subscription_id.to_string(),
+            subscription_name: view.subscription_name.unwrap_or_default(),
+            kind: i.kind,
+            created: iso(i.created),
+            completed: i.completed.map(iso),
+            start_invocation_input: StartInvocationInputOut {
+                trigger_id: i.trigger_id.to_string(),
+                input: serde_json::from_str(&view.input).unwrap_or(Value::Null),
+                content_json: serde_json::from_str(&view.content_json).unwrap_or(Value::Null),
+            },
+            complete_invocation_input: CompleteInvocationInputOut {
+                localized_error: failed.then(|| LocalizedMessage {
+                    locale: "en-US",
+                    message: i.last_error.clone().unwrap_or_else(|| "delivery failed".into()),
+                }),
+                output: None,
+            },
+            state: detailed.then_some(i.state),
+            attempts: detailed.then_some(i.attempts),
+            next_attempt_at: (detailed && i.state == InvocationState::Pending)
+                .then(|| iso(i.next_attempt_at)),
+            last_error: if detailed { i.last_error } else { None },
+            attempt_log: None,
+        }
+    }
+}
+
+fn status_field(v: &InvocationStatusOut, name: &str) -> Option<String> {
+    match name {
+        "triggerId" => Some(v.trigger_id.clone()),
+        "subscriptionId" => Some(v.subscription_id.clone()),
+        "subscriptionName" => Some(v.subscription_name.clone()),
+        "created" => Some(v.created.clone()),
+        "completed" => v.completed.clone(),
+        _ => None,
+    }
+}
+
+const STATUS_LIST: ListSpec<InvocationStatusOut> = ListSpec {
+    filters: &[("triggerId", &[CmpOp::Eq]), ("subscriptionId", &[CmpOp::Eq])],
+    sorters: &["triggerId", "subscriptionName", "created", "completed"],
+    field: status_field,
+};
+
+/// The most statuses SailPoint's endpoint returns.
+const STATUS_CAP: i64 = 2000;
+
+/// SailPoint's latest invocation statuses: delivered ones for 24 h, failed ones for 48 h, at
+/// most 2000, newest first.
+pub async fn status(
+    auth: Principal,
+    state: web::Data<AppState>,
+    params: web::Query<ListParams>,
+) -> Result<HttpResponse, ApiError> {
+    auth.require(&[scope::INVOCATION_STATUS_READ, scope::INVOCATION_STATUS_MANAGE])?;
+    let now = state.clock.now();
+    let since = now - TimeDelta::hours(48);
+    let (views, _) = state
+        .store
+        .run(move |c| store_invocations::list(c, &[Condition::CreatedAtLeast(since)], false, 0, STATUS_CAP))
+        .await?;
+    let day_ago = now - TimeDelta::hours(24);
+    let statuses: Vec<InvocationStatusOut> = views
+        .into_iter()
+        .filter(|v| {
+            !(v.invocation.state == InvocationState::Delivered
+                && v.invocation.completed.is_some_and(|c| c < day_ago))
+        })
+        .map(|v| InvocationStatusOut::new(v, false))
+        .collect();
+    params.respond(statuses, &STATUS_LIST, |s| s)
+}
+
+const LIST_FILTERS: FilterFields = &[
+    ("triggerId", &[CmpOp::Eq]),
+    ("subscriptionId", &[CmpOp::Eq]),
+    ("state", &[CmpOp::Eq, CmpOp::In]),
+    ("type", &[CmpOp::Eq]),
+    ("created", &[CmpOp::Ge, CmpOp::Gt, CmpOp::Le, CmpOp::Lt]),
+];
+
+fn timestamp(value: &str) -> Result<NaiveDateTime, ApiError> {
+    chrono::DateTime::parse_from_rfc3339(value).map(|t| t.naive_utc()).map_err(|_| {
+        ApiError::bad_request(format!("'{value}' is not an ISO-8601 time such as 2026-01-01T00:00:00Z"))
+    })
+}
+
+/// Turns a filter of `and`-ed comparisons into store conditions.
+fn conditions(expr: &query::Expr, out: &mut Vec<Condition>) -> Result<(), ApiError> {
+    match expr {
+        query::Expr::And(a, b) => {
+            conditions(a, out)?;
+            conditions(b, out)
+        }
+        query::Expr::Or(..) | query::Expr::Not(_) => {
+            Err(ApiError::bad_request("invocation filters combine comparisons with 'and' only"))
+        }
+        query::Expr::Cmp { field, op, values } => {
+            let first = values.first().cloned().unwrap_or_default();
+            let upper = |v: &String| v.to_ascii_uppercase();
+            out.push(match (field.as_str(), op) {
+                ("triggerId", _) => Condition::TriggerIs(first),
+                ("subscriptionId", _) => Condition::SubscriptionIs(first.to_ascii_lowercase()),
+                ("state", _) => Condition::StateIn(values.iter().map(upper).collect()),
+                ("type", _) => Condition::KindIs(upper(&first)),
+                ("created", CmpOp::Ge) => Condition::CreatedAtLeast(timestamp(&first)?),
+                ("created", CmpOp::Gt) => {
+                    Condition::CreatedAtLeast(timestamp(&first)? + TimeDelta::microseconds(1))
+                }
+                ("created", CmpOp::Lt) => Condition::CreatedBefore(timestamp(&first)?),
+                ("created", _) => Condition::CreatedBefore(timestamp(&first)? + TimeDelta::microseconds(1)),
+                (other, _) => {
+                    return Err(ApiError::bad_request(format!("filtering on '{other}' is not supported")));
+                }
+            });
+            Ok(())
+        }
+    }
+}
+
+/// Every invocation, any state, newest first: filters `triggerId`, `subscriptionId`, `state`
+/// (eq, in), `type`, `created` (ge, gt, le, lt) joined by `and`; sorters `created` or `-created`.
+pub async fn list(
+    auth: Principal,
+    state: web::Data<AppState>,
+    params: web::Query<ListParams>,
+) -> Result<HttpResponse, ApiError> {
+    auth.require(&[
+        scope::INVOCATION_STATUS_READ,
+        scope::INVOCATION_STATUS_MANAGE,
+        scope::DEAD_LETTERS_MANAGE,
+    ])?;
+    let page = params.page()?;
+    let mut conds = Vec::new();
+    if let Some(text) = params.filters() {
+        conditions(&query::parse_filters(text, LIST_FILTERS).map_err(ApiError::bad_request)?, &mut conds)?;
+    }
+    let oldest_first = match params.sorters().map(str::trim).filter(|s| !s.is_empty()) {
+        None | Some("-created") => false,
+        Some("created") => true,
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "sorting on '{other}' is not supported; use created or -created"
+            )));
+        }
+    };
+    let (offset, limit) = (i64::from(page.offset), i64::from(page.limit));
+    let (views, total) =
+        state.store.run(move |c| store_invocations::list(c, &conds, oldest_first, offset, limit)).await?;
+    let out: Vec<InvocationStatusOut> =
+        views.into_iter().map(|v| InvocationStatusOut::new(v, true)).collect();
+    Ok(page_response(out, page.count.then_some(usize::try_from(total).unwrap_or(0))))
+}
+
+/// One invocation with every attempt made for it.
+pub async fn get(
+    auth: Principal,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    auth.require(&[
+        scope::INVOCATION_STATUS_READ,
+        scope::INVOCATION_STATUS_MANAGE,
+        scope::DEAD_LETTERS_MANAGE,
+    ])?;
+    let raw = id.into_inner();
+    let id: InvocationId =
+        raw.parse().map_err(|_| ApiError::NotFound(format!("invocation '{raw}' was not found")))?;
+    let label = id.to_string();
+    let found = state
+        .store
+        .run(move |c| {
+            let invocation = store_invocations::get(c, &id)?;
+            let (mut views, _) = store_invocations::list(
+                c,
+                &[Condition::SubscriptionIs(invocation.subscription_id.to_string())],
+                false,
+                0,
+                i64::MAX,
+            )?;
+            views.retain(|v| v.invocation.id == id);
+            let attempts = store_invocations::attempts_of(c, &id)?;
+            Ok((views.pop(), attempts))
+        })
+        .await
+        .or_not_found(|| format!("invocation '{label}'"))?;
+    let (Some(view), attempts) = found else {
+        return Err(ApiError::NotFound(format!("invocation '{label}' was not found")));
+    };
+    let mut out = InvocationStatusOut::new(view, true);
+    out.attempt_log = Some(
+        attempts
+            .into_iter()
+            .map(|a| AttemptOut {
+                attempt: a.attempt,
+                started: iso(a.started),
+                duration_ms: a.duration_ms,
+                status: a.status,
+                response: a.response,
+                error: a.error,
+            })
+            .collect(),
+    );
+    Ok(HttpResponse::Ok().json(out))
 }

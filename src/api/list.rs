@@ -34,14 +34,15 @@ fn parse_number(name: &str, text: Option<&str>, default: u32, max: u32) -> Resul
     }
 }
 
+/// The checked paging parameters.
+pub struct Page {
+    pub limit: u32,
+    pub offset: u32,
+    pub count: bool,
+}
+
 impl ListParams {
-    /// Filters, sorts and pages `items`, then renders the page with `render`.
-    pub fn respond<T, W: Serialize>(
-        &self,
-        mut items: Vec<T>,
-        spec: &ListSpec<T>,
-        render: impl Fn(T) -> W,
-    ) -> Result<HttpResponse, ApiError> {
+    pub fn page(&self) -> Result<Page, ApiError> {
         let limit = parse_number("limit", self.limit.as_deref(), MAX_LIMIT, MAX_LIMIT)?;
         let offset = parse_number("offset", self.offset.as_deref(), 0, i32::MAX.unsigned_abs())?;
         let count = match self.count.as_deref() {
@@ -51,7 +52,26 @@ impl ListParams {
                 return Err(ApiError::bad_request(format!("count must be true or false, not '{other}'")));
             }
         };
-        if let Some(text) = self.filters.as_deref().filter(|t| !t.trim().is_empty()) {
+        Ok(Page { limit, offset, count })
+    }
+
+    pub fn filters(&self) -> Option<&str> {
+        self.filters.as_deref().filter(|t| !t.trim().is_empty())
+    }
+
+    pub fn sorters(&self) -> Option<&str> {
+        self.sorters.as_deref()
+    }
+
+    /// Filters, sorts and pages `items`, then renders the page with `render`.
+    pub fn respond<T, W: Serialize>(
+        &self,
+        mut items: Vec<T>,
+        spec: &ListSpec<T>,
+        render: impl Fn(T) -> W,
+    ) -> Result<HttpResponse, ApiError> {
+        let Page { limit, offset, count } = self.page()?;
+        if let Some(text) = self.filters() {
             let expr = query::parse_filters(text, spec.filters).map_err(ApiError::bad_request)?;
             items.retain(|item| expr.matches(&|name| (spec.field)(item, name)));
         }
@@ -68,10 +88,15 @@ impl ListParams {
             .take(usize::try_from(limit).unwrap_or(usize::MAX))
             .map(render)
             .collect();
-        let mut response = HttpResponse::Ok();
-        if count {
-            response.insert_header(("X-Total-Count", total.to_string()));
-        }
-        Ok(response.json(page))
+        Ok(page_response(page, count.then_some(total)))
     }
+}
+
+/// A JSON page, with `X-Total-Count` when the total was asked for.
+pub fn page_response<W: Serialize>(page: Vec<W>, total: Option<usize>) -> HttpResponse {
+    let mut response = HttpResponse::Ok();
+    if let Some(total) = total {
+        response.insert_header(("X-Total-Count", total.to_string()));
+    }
+    response.json(page)
 }

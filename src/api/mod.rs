@@ -154,6 +154,10 @@ routes! {
         }
         ("trigger-subscriptions", "/{id}/rotate-secret") => { POST => subscriptions::rotate_secret }
         ("trigger-invocations", "/start") => { POST => invocations::start }
+        ("trigger-invocations", "/test") => { POST => invocations::test }
+        ("trigger-invocations", "/status") => { GET => invocations::status }
+        ("trigger-invocations", "") => { GET => invocations::list }
+        ("trigger-invocations", "/{id}") => { GET => invocations::get }
     }
 }
 

@@ -380,3 +380,85 @@ pub fn of_subscription(conn: &mut AnyConnection, id: &SubscriptionId) -> Result<
         .map(InvocationRow::into_domain)
         .collect()
 }
+
+/// An invocation with what the status and list endpoints show beside it.
+#[derive(Debug, Clone)]
+pub struct InvocationView {
+    pub invocation: Invocation,
+    pub subscription_name: Option<String>,
+    pub input: String,
+    pub content_json: String,
+}
+
+/// One condition of an invocation list query (all conditions must hold).
+#[derive(Debug, Clone)]
+pub enum Condition {
+    TriggerIs(String),
+    SubscriptionIs(String),
+    StateIn(Vec<String>),
+    KindIs(String),
+    CreatedAtLeast(NaiveDateTime),
+    CreatedBefore(NaiveDateTime),
+}
+
+/// A page of invocations, newest first unless `oldest_first`, and the total that matched.
+pub fn list(
+    conn: &mut AnyConnection,
+    conditions: &[Condition],
+    oldest_first: bool,
+    offset: i64,
+    limit: i64,
+) -> Result<(Vec<InvocationView>, i64), StoreError> {
+    use super::schema::subscriptions;
+    macro_rules! filtered {
+        ($query:expr) => {{
+            let mut q = $query;
+            for c in conditions {
+                q = match c {
+                    Condition::TriggerIs(t) => q.filter(invocations::trigger_id.eq(t.clone())),
+                    Condition::SubscriptionIs(s) => q.filter(invocations::subscription_id.eq(s.clone())),
+                    Condition::StateIn(states) => q.filter(invocations::state.eq_any(states.clone())),
+                    Condition::KindIs(k) => q.filter(invocations::kind.eq(k.clone())),
+                    Condition::CreatedAtLeast(t) => q.filter(invocations::created.ge(*t)),
+                    Condition::CreatedBefore(t) => q.filter(invocations::created.lt(*t)),
+                };
+            }
+            q
+        }};
+    }
+    let total: i64 = filtered!(invocations::table.into_boxed()).count().get_result(conn)?;
+    let base = invocations::table
+        .inner_join(events::table)
+        .left_join(subscriptions::table.on(subscriptions::id.eq(invocations::subscription_id)))
+        .select((
+            invocations::all_columns,
+            subscriptions::name.nullable(),
+            events::input,
+            events::content_json,
+        ))
+        .into_boxed();
+    let mut query = filtered!(base);
+    query = if oldest_first {
+        query.order((invocations::created.asc(), invocations::id.asc()))
+    } else {
+        query.order((invocations::created.desc(), invocations::id.desc()))
+    };
+    let rows: Vec<(InvocationRow, Option<String>, String, String)> =
+        query.offset(offset).limit(limit).load(conn)?;
+    let views = rows
+        .into_iter()
+        .map(|(row, subscription_name, input, content_json)| {
+            Ok(InvocationView { invocation: row.into_domain()?, subscription_name, input, content_json })
+        })
+        .collect::<Result<_, StoreError>>()?;
+    Ok((views, total))
+}
+
+/// Test invocations: events of kind TEST to the given subscriptions, in one transaction.
+pub fn insert_test_event(
+    conn: &mut AnyConnection,
+    event: &NewEvent,
+    now: NaiveDateTime,
+) -> Result<Vec<Invocation>, StoreError> {
+    write_transaction(conn, |c| Ok(insert_events(c, std::slice::from_ref(event), now)?.remove(0)))
+}

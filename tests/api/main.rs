@@ -6,6 +6,7 @@ mod cli;
 mod delivery;
 mod errors;
 mod helpers;
+mod invocations;
 mod openapi;
 mod publish;
 mod sink;
