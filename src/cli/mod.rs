@@ -1,5 +1,6 @@
 //! The `hookgate` command line: `serve`, `migrate`, and `client` administration.
 
+mod bench;
 mod client;
 
 use std::path::PathBuf;
@@ -40,6 +41,8 @@ enum Command {
     /// Manage API clients (works directly on the database).
     #[command(subcommand)]
     Client(client::ClientCommand),
+    /// Measure end-to-end throughput and latency on a fresh database (prints JSON).
+    Bench(bench::BenchArgs),
 }
 
 /// Runs the parsed command line.
@@ -60,6 +63,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             println!("migrations applied ({} database)", store.backend().name());
             Ok(())
         }
+        Command::Bench(args) => bench::run(&args),
         Command::Client(command) => {
             let store = open_store(&settings, &clock)?;
             client::run(command, &store, &clock)

@@ -97,3 +97,30 @@ fn bad_configuration_is_refused_naming_the_key() {
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("'token_ttl'"));
 }
+
+#[test]
+fn the_benchmark_delivers_every_event_once_and_reports_json() {
+    let mut args =
+        vec!["bench", "--events", "50", "--subscriptions", "2", "--concurrency", "4", "--idle-timeout", "10"];
+    let pg = std::env::var("TEST_DATABASE_URL").ok().filter(|u| !u.is_empty());
+    if let Some(url) = &pg {
+        args.extend(["--database-url", url.as_str()]);
+    }
+    let output = Command::new(env!("CARGO_BIN_EXE_hookgate"))
+        .args(&args)
+        .env("HOOKGATE_LOG", "error")
+        .output()
+        .unwrap();
+    let report: Value = serde_json::from_str(stdout(&output).lines().last().unwrap()).unwrap();
+    assert_eq!(report["backend"], if pg.is_some() { "postgres" } else { "sqlite" });
+    assert_eq!(report["events"], 50);
+    assert_eq!(report["deliveries"], 100);
+    assert_eq!(report["lost"], 0);
+    assert_eq!(report["duplicates"], 0);
+    for key in ["elapsed_s", "events_per_s", "deliveries_per_s", "peak_rss_mb"] {
+        assert!(report[key].as_f64().is_some_and(|v| v > 0.0), "{key}: {report}");
+    }
+    for key in ["p50", "p90", "p99", "max"] {
+        assert!(report["latency_ms"][key].is_number(), "{key}");
+    }
+}
