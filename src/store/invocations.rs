@@ -65,6 +65,44 @@ impl InvocationRow {
     }
 }
 
+/// Inserts rows in multi-row statements (the multi-backend connection has no batch insert, so it
+/// goes through the backend's own connection), in chunks that stay under both parameter limits.
+macro_rules! insert_rows {
+    ($conn:expr, $table:expr, $rows:expr) => {{
+        for chunk in $rows.chunks(500) {
+            match $conn {
+                AnyConnection::Postgresql(pg) => diesel::insert_into($table).values(chunk).execute(pg)?,
+                AnyConnection::Sqlite(sqlite) => diesel::insert_into($table).values(chunk).execute(sqlite)?,
+            };
+        }
+    }};
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = events)]
+struct EventRow<'a> {
+    id: String,
+    trigger_id: &'a str,
+    kind: &'static str,
+    input: &'a str,
+    content_json: &'a str,
+    payload: &'a str,
+    created: NaiveDateTime,
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = attempts)]
+struct AttemptRow<'a> {
+    id: String,
+    invocation_id: &'a str,
+    attempt: i32,
+    started: NaiveDateTime,
+    duration_ms: i32,
+    status: Option<i32>,
+    response: Option<&'a str>,
+    error: Option<&'a str>,
+}
+
 /// Stores events and one pending invocation per subscription, all in the caller's transaction.
 /// Returns, per event, its invocations.
 pub fn insert_events(
@@ -72,23 +110,14 @@ pub fn insert_events(
     new_events: &[NewEvent],
     now: NaiveDateTime,
 ) -> Result<Vec<Vec<Invocation>>, StoreError> {
-    let mut out = Vec::with_capacity(new_events.len());
+    let mut event_rows = Vec::with_capacity(new_events.len());
+    let mut invocation_rows = Vec::new();
+    let mut per_event = Vec::with_capacity(new_events.len());
     for event in new_events {
         let event_id = uuid::Uuid::now_v7().to_string();
-        diesel::insert_into(events::table)
-            .values((
-                events::id.eq(&event_id),
-                events::trigger_id.eq(event.trigger_id.as_str()),
-                events::kind.eq(event.kind.as_str()),
-                events::input.eq(&event.input),
-                events::content_json.eq(&event.content_json),
-                events::payload.eq(&event.payload),
-                events::created.eq(now),
-            ))
-            .execute(conn)?;
-        let mut created = Vec::with_capacity(event.subscriptions.len());
+        let first = invocation_rows.len();
         for subscription in &event.subscriptions {
-            let row = InvocationRow {
+            invocation_rows.push(InvocationRow {
                 id: InvocationId::generate().to_string(),
                 event_id: event_id.clone(),
                 subscription_id: subscription.to_string(),
@@ -104,12 +133,28 @@ pub fn insert_events(
                 created: now,
                 updated: now,
                 completed: None,
-            };
-            diesel::insert_into(invocations::table).values(&row).execute(conn)?;
-            created.push(row.into_domain()?);
+            });
         }
-        out.push(created);
+        per_event.push(first..invocation_rows.len());
+        event_rows.push(EventRow {
+            id: event_id,
+            trigger_id: event.trigger_id.as_str(),
+            kind: event.kind.as_str(),
+            input: &event.input,
+            content_json: &event.content_json,
+            payload: &event.payload,
+            created: now,
+        });
     }
+    insert_rows!(conn, events::table, event_rows);
+    insert_rows!(conn, invocations::table, invocation_rows);
+    let mut created: Vec<Invocation> =
+        invocation_rows.into_iter().map(InvocationRow::into_domain).collect::<Result<_, _>>()?;
+    let mut out = Vec::with_capacity(per_event.len());
+    for range in per_event.into_iter().rev() {
+        out.push(created.split_off(range.start));
+    }
+    out.reverse();
     Ok(out)
 }
 
@@ -255,42 +300,54 @@ pub fn record(
     now: NaiveDateTime,
 ) -> Result<(), StoreError> {
     write_transaction(conn, |conn| {
-        for outcome in outcomes {
-            let a = &outcome.attempt;
-            diesel::insert_into(attempts::table)
-                .values((
-                    attempts::id.eq(uuid::Uuid::now_v7().to_string()),
-                    attempts::invocation_id.eq(outcome.invocation.as_str()),
-                    attempts::attempt.eq(a.attempt),
-                    attempts::started.eq(a.started),
-                    attempts::duration_ms.eq(a.duration_ms),
-                    attempts::status.eq(a.status),
-                    attempts::response.eq(&a.response),
-                    attempts::error.eq(&a.error),
+        let rows: Vec<AttemptRow> = outcomes
+            .iter()
+            .map(|o| AttemptRow {
+                id: uuid::Uuid::now_v7().to_string(),
+                invocation_id: o.invocation.as_str(),
+                attempt: o.attempt.attempt,
+                started: o.attempt.started,
+                duration_ms: o.attempt.duration_ms,
+                status: o.attempt.status,
+                response: o.attempt.response.as_deref(),
+                error: o.attempt.error.as_deref(),
+            })
+            .collect();
+        insert_rows!(conn, attempts::table, rows);
+        let held =
+            invocations::lease_owner.eq(owner).and(invocations::state.eq(InvocationState::InFlight.as_str()));
+        // The common case, every delivered invocation of the batch, is one statement.
+        let delivered: Vec<&str> =
+            outcomes.iter().filter(|o| o.next == Next::Delivered).map(|o| o.invocation.as_str()).collect();
+        for chunk in delivered.chunks(500) {
+            diesel::update(invocations::table.filter(invocations::id.eq_any(chunk)).filter(held))
+                .set((
+                    invocations::state.eq(InvocationState::Delivered.as_str()),
+                    invocations::next_attempt_at.eq(now),
+                    invocations::lease_owner.eq(None::<String>),
+                    invocations::lease_expires_at.eq(None::<NaiveDateTime>),
+                    invocations::last_error.eq(None::<String>),
+                    invocations::completed.eq(Some(now)),
+                    invocations::updated.eq(now),
                 ))
                 .execute(conn)?;
+        }
+        for outcome in outcomes.iter().filter(|o| o.next != Next::Delivered) {
             let (state, next_at, completed) = match outcome.next {
-                Next::Delivered => (InvocationState::Delivered, now, Some(now)),
                 Next::RetryAt(at) => (InvocationState::Pending, at, None),
-                Next::Dead => (InvocationState::Dead, now, Some(now)),
+                Next::Dead | Next::Delivered => (InvocationState::Dead, now, Some(now)),
             };
-            let error = if outcome.next == Next::Delivered { None } else { last_error(a) };
-            diesel::update(
-                invocations::table
-                    .find(outcome.invocation.as_str())
-                    .filter(invocations::lease_owner.eq(owner))
-                    .filter(invocations::state.eq(InvocationState::InFlight.as_str())),
-            )
-            .set((
-                invocations::state.eq(state.as_str()),
-                invocations::next_attempt_at.eq(next_at),
-                invocations::lease_owner.eq(None::<String>),
-                invocations::lease_expires_at.eq(None::<NaiveDateTime>),
-                invocations::last_error.eq(error),
-                invocations::completed.eq(completed),
-                invocations::updated.eq(now),
-            ))
-            .execute(conn)?;
+            diesel::update(invocations::table.find(outcome.invocation.as_str()).filter(held))
+                .set((
+                    invocations::state.eq(state.as_str()),
+                    invocations::next_attempt_at.eq(next_at),
+                    invocations::lease_owner.eq(None::<String>),
+                    invocations::lease_expires_at.eq(None::<NaiveDateTime>),
+                    invocations::last_error.eq(last_error(&outcome.attempt)),
+                    invocations::completed.eq(completed),
+                    invocations::updated.eq(now),
+                ))
+                .execute(conn)?;
             if let Some((subscription, reason)) = &outcome.disable {
                 super::subscriptions::disable(conn, subscription, reason, now)?;
             }
@@ -330,7 +387,7 @@ pub fn get(conn: &mut AnyConnection, id: &InvocationId) -> Result<Invocation, St
 }
 
 #[derive(Queryable)]
-struct AttemptRow {
+struct AttemptRead {
     attempt: i32,
     started: NaiveDateTime,
     duration_ms: i32,
@@ -340,7 +397,7 @@ struct AttemptRow {
 }
 
 pub fn attempts_of(conn: &mut AnyConnection, id: &InvocationId) -> Result<Vec<Attempt>, StoreError> {
-    let rows: Vec<AttemptRow> = attempts::table
+    let rows: Vec<AttemptRead> = attempts::table
         .filter(attempts::invocation_id.eq(id.as_str()))
         .order((attempts::attempt, attempts::started))
         .select((
