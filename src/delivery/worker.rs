@@ -69,8 +69,8 @@ impl Dispatcher {
                 retry_after_cap: settings.retry_after_cap,
             },
             owner: format!("{}-{}", std::process::id(), uuid::Uuid::new_v4().simple()),
-            // Long enough for an attempt at its timeout plus recording it.
-            lease: settings.delivery_timeout * 2 + Duration::from_secs(10),
+            // Long enough for an attempt at its full timeout and the batch's recording.
+            lease: settings.delivery_timeout * 2 + Duration::from_secs(2),
             batch_size: settings.batch_size,
             poll_interval: settings.poll_interval,
             notify: Arc::new(Notify::new()),

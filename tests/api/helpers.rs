@@ -64,6 +64,7 @@ pub struct TestApp {
     pub clock: Arc<ManualClock>,
     pub token: String,
     server: actix_web::dev::ServerHandle,
+    running: actix_web::rt::task::JoinHandle<std::io::Result<()>>,
     pub dispatcher: Arc<hookgate::delivery::Dispatcher>,
     pub db: Arc<TestDb>,
 }
@@ -88,17 +89,19 @@ impl TestApp {
         let store = app.store().clone();
         let server = app.server_handle();
         let dispatcher = app.dispatcher();
-        actix_web::rt::spawn(app.run_until_stopped());
+        let running = actix_web::rt::spawn(app.run_until_stopped());
         let http =
             reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
-        let mut test = Self { address, http, store, clock, token: String::new(), server, dispatcher, db };
+        let mut test =
+            Self { address, http, store, clock, token: String::new(), server, running, dispatcher, db };
         test.token = test.token_for(&["sp:scopes:all"]).await;
         test
     }
 
-    /// Stops the server, keeping the database.
+    /// Stops the server gracefully (delivery loops finish their batch), keeping the database.
     pub async fn stop(self) -> Arc<TestDb> {
         self.server.stop(true).await;
+        self.running.await.expect("the app task").expect("the app stopped cleanly");
         self.db
     }
 

@@ -9,6 +9,7 @@ mod helpers;
 mod invocations;
 mod openapi;
 mod publish;
+mod resilience;
 mod sink;
 mod store;
 mod subscriptions;
