@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Runs the SailPoint SDK contract test (both SDK majors) and schemathesis (openapi.yaml: no 500s,
-# every response as documented, 405 with Allow) against a freshly started hookgate.
+# Runs third-party clients against a freshly started hookgate: SailPoint's Python SDK (both
+# majors), the standardwebhooks verifier on a real delivery, and schemathesis (openapi.yaml: no
+# 500s, every response as documented, 405 with Allow).
 # Usage: contract/run.sh [DATABASE_URL]   (default: a temporary SQLite file)
 # Needs a built target/debug/hookgate (cargo build) and python3.
 set -euo pipefail
@@ -18,29 +19,40 @@ venv() {  # venv DIR REQUIREMENT: a cached virtualenv with one requirement insta
     echo "$dir/bin/python"
 }
 py2=$(venv sdk2 'sailpoint>=2.1,<3')
+pysw=$(venv standardwebhooks 'standardwebhooks>=1.0,<2')
 py1=$(venv sdk1 'sailpoint==1.4.2')
 st=$(dirname "$(venv schemathesis 'schemathesis>=4.3,<5')")/schemathesis
 
 export HOOKGATE_DATABASE_URL="${1:-$work/hookgate.db}"
 export HOOKGATE_LOG=warn
-# No delivery loops: schemathesis creates subscriptions to arbitrary URLs, which must never be contacted.
-export HOOKGATE_WORKERS=0
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 "$bin" migrate >/dev/null
 creds=$("$bin" client create --name contract --scope sp:scopes:all --json)
-"$bin" serve --listen "127.0.0.1:$port" &
-server=$!
-for _ in $(seq 50); do
-    curl -fs "http://127.0.0.1:$port/health/ready" >/dev/null && break
-    sleep 0.1
-done
-export HOOKGATE_URL="http://127.0.0.1:$port"
 export HOOKGATE_CLIENT_ID=$(echo "$creds" | python3 -c 'import json,sys; print(json.load(sys.stdin)["clientId"])')
 export HOOKGATE_CLIENT_SECRET=$(echo "$creds" | python3 -c 'import json,sys; print(json.load(sys.stdin)["clientSecret"])')
+
+start_server() {  # start_server WORKERS ALLOWED_NETWORKS
+    kill "${server:-}" 2>/dev/null && wait "$server" 2>/dev/null || true
+    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    HOOKGATE_WORKERS=$1 HOOKGATE_ALLOWED_TARGET_NETWORKS=$2 "$bin" serve --listen "127.0.0.1:$port" &
+    server=$!
+    for _ in $(seq 100); do
+        curl -fs "http://127.0.0.1:$port/health/ready" >/dev/null && break
+        sleep 0.1
+    done
+    export HOOKGATE_URL="http://127.0.0.1:$port"
+}
+
 status=0
+# Phase 1: the SDKs, and a real delivery to a local receiver (only 127.0.0.1 may be reached).
+start_server 1 127.0.0.1/32
 "$py2" "$root/contract/sailpoint_sdk.py" || status=1
 "$py1" "$root/contract/sailpoint_sdk.py" || status=1
+echo "standardwebhooks verifies a real delivery"
+"$pysw" "$root/contract/standard_webhooks.py" || status=1
 
+# Phase 2: schemathesis, with no delivery loops: it creates subscriptions to arbitrary URLs,
+# which must never be contacted.
+start_server 0 ""
 token=$(curl -fs "$HOOKGATE_URL/oauth/token" -d grant_type=client_credentials \
     -d client_id="$HOOKGATE_CLIENT_ID" -d client_secret="$HOOKGATE_CLIENT_SECRET" \
     | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
