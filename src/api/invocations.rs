@@ -24,6 +24,9 @@ use crate::store::invocations::{self as store_invocations, Condition, Invocation
 use crate::store::{self, StoreError, write_transaction};
 
 const PUBLISH: &[&str] = &[scope::EVENTS_PUBLISH];
+/// Reading invocations and their attempts.
+const INSPECT: &[&str] =
+    &[scope::INVOCATION_STATUS_READ, scope::INVOCATION_STATUS_MANAGE, scope::DEAD_LETTERS_MANAGE];
 /// The most events one request may publish.
 const MAX_BATCH: usize = 1000;
 
@@ -549,11 +552,7 @@ pub async fn list(
     state: web::Data<AppState>,
     params: web::Query<ListParams>,
 ) -> Result<HttpResponse, ApiError> {
-    auth.require(&[
-        scope::INVOCATION_STATUS_READ,
-        scope::INVOCATION_STATUS_MANAGE,
-        scope::DEAD_LETTERS_MANAGE,
-    ])?;
+    auth.require(INSPECT)?;
     let page = params.page()?;
     let mut conds = Vec::new();
     if let Some(text) = params.filters() {
@@ -582,11 +581,7 @@ pub async fn get(
     state: web::Data<AppState>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    auth.require(&[
-        scope::INVOCATION_STATUS_READ,
-        scope::INVOCATION_STATUS_MANAGE,
-        scope::DEAD_LETTERS_MANAGE,
-    ])?;
+    auth.require(INSPECT)?;
     let raw = id.into_inner();
     let id: InvocationId =
         raw.parse().map_err(|_| ApiError::NotFound(format!("invocation '{raw}' was not found")))?;
@@ -594,15 +589,7 @@ pub async fn get(
     let found = state
         .store
         .run(move |c| {
-            let invocation = store_invocations::get(c, &id)?;
-            let (mut views, _) = store_invocations::list(
-                c,
-                &[Condition::SubscriptionIs(invocation.subscription_id.to_string())],
-                false,
-                0,
-                i64::MAX,
-            )?;
-            views.retain(|v| v.invocation.id == id);
+            let (mut views, _) = store_invocations::list(c, &[Condition::IdIs(id.to_string())], false, 0, 1)?;
             let attempts = store_invocations::attempts_of(c, &id)?;
             Ok((views.pop(), attempts))
         })

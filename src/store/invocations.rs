@@ -450,6 +450,7 @@ pub struct InvocationView {
 /// One condition of an invocation list query (all conditions must hold).
 #[derive(Debug, Clone)]
 pub enum Condition {
+    IdIs(String),
     TriggerIs(String),
     SubscriptionIs(String),
     StateIn(Vec<String>),
@@ -472,6 +473,7 @@ pub fn list(
             let mut q = $query;
             for c in conditions {
                 q = match c {
+                    Condition::IdIs(id) => q.filter(invocations::id.eq(id.clone())),
                     Condition::TriggerIs(t) => q.filter(invocations::trigger_id.eq(t.clone())),
                     Condition::SubscriptionIs(s) => q.filter(invocations::subscription_id.eq(s.clone())),
                     Condition::StateIn(states) => q.filter(invocations::state.eq_any(states.clone())),
