@@ -9,12 +9,14 @@ use actix_web::{FromRequest, HttpRequest, web};
 
 use super::AppState;
 use super::error::ApiError;
+use crate::domain::ids::ClientId;
 use crate::domain::scope::Scopes;
 use crate::store::clients;
 
 /// The API client a request's bearer token belongs to.
 #[derive(Debug, Clone)]
 pub struct Principal {
+    pub client_id: ClientId,
     pub scopes: Scopes,
 }
 
@@ -57,12 +59,12 @@ impl FromRequest for Principal {
             })?;
             let now = state.clock.now();
             let found = state.store.run(move |conn| clients::authenticate(conn, &token, now)).await?;
-            let (_client, scopes) = found.ok_or_else(|| {
+            let (client_id, scopes) = found.ok_or_else(|| {
                 ApiError::Unauthorized(
                     "JWT validation failed: the token is invalid, expired or revoked".into(),
                 )
             })?;
-            Ok(Self { scopes })
+            Ok(Self { client_id, scopes })
         })
     }
 }

@@ -20,7 +20,9 @@ use crate::domain::invocation::{Invocation, InvocationKind, InvocationState, mer
 use crate::domain::query::{self, CmpOp, FilterFields};
 use crate::domain::scope;
 use crate::domain::trigger::Trigger;
-use crate::store::invocations::{self as store_invocations, Condition, InvocationView, NewEvent, Remembered};
+use crate::store::invocations::{
+    self as store_invocations, Condition, InvocationView, NewEvent, Remembered, ReplayRefusal,
+};
 use crate::store::{self, StoreError, write_transaction};
 
 const PUBLISH: &[&str] = &[scope::EVENTS_PUBLISH];
@@ -384,7 +386,7 @@ struct CompleteInvocationInputOut {
 /// SailPoint's `InvocationStatus`, plus delivery state for the hookgate list and get endpoints.
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
-struct InvocationStatusOut {
+pub(super) struct InvocationStatusOut {
     id: String,
     trigger_id: String,
     subscription_id: String,
@@ -405,6 +407,16 @@ struct InvocationStatusOut {
     last_error: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     attempt_log: Option<Vec<AttemptOut>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    replays: Option<Vec<ReplayOut>>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ReplayOut {
+    by: String,
+    at: String,
+    forced: bool,
 }
 
 #[derive(Serialize)]
@@ -419,7 +431,7 @@ struct AttemptOut {
 }
 
 impl InvocationStatusOut {
-    fn new(view: InvocationView, detailed: bool) -> Self {
+    pub(super) fn new(view: InvocationView, detailed: bool) -> Self {
         let i = view.invocation;
         let failed = i.state == InvocationState::Dead;
         Self {
@@ -448,6 +460,7 @@ impl InvocationStatusOut {
                 .then(|| iso(i.next_attempt_at)),
             last_error: if detailed { i.last_error } else { None },
             attempt_log: None,
+            replays: None,
         }
     }
 }
@@ -498,7 +511,7 @@ pub async fn status(
     params.respond(statuses, &STATUS_LIST, |s| s)
 }
 
-const LIST_FILTERS: FilterFields = &[
+pub(super) const LIST_FILTERS: FilterFields = &[
     ("triggerId", &[CmpOp::Eq]),
     ("subscriptionId", &[CmpOp::Eq]),
     ("state", &[CmpOp::Eq, CmpOp::In]),
@@ -513,7 +526,7 @@ fn timestamp(value: &str) -> Result<NaiveDateTime, ApiError> {
 }
 
 /// Turns a filter of `and`-ed comparisons into store conditions.
-fn conditions(expr: &query::Expr, out: &mut Vec<Condition>) -> Result<(), ApiError> {
+pub(super) fn conditions(expr: &query::Expr, out: &mut Vec<Condition>) -> Result<(), ApiError> {
     match expr {
         query::Expr::And(a, b) => {
             conditions(a, out)?;
@@ -591,11 +604,12 @@ pub async fn get(
         .run(move |c| {
             let (mut views, _) = store_invocations::list(c, &[Condition::IdIs(id.to_string())], false, 0, 1)?;
             let attempts = store_invocations::attempts_of(c, &id)?;
-            Ok((views.pop(), attempts))
+            let replays = store_invocations::replays_of(c, &id)?;
+            Ok((views.pop(), attempts, replays))
         })
         .await
         .or_not_found(|| format!("invocation '{label}'"))?;
-    let (Some(view), attempts) = found else {
+    let (Some(view), attempts, replays) = found else {
         return Err(ApiError::NotFound(format!("invocation '{label}' was not found")));
     };
     let mut out = InvocationStatusOut::new(view, true);
@@ -612,5 +626,68 @@ pub async fn get(
             })
             .collect(),
     );
+    out.replays =
+        Some(replays.into_iter().map(|(by, at, forced)| ReplayOut { by, at: iso(at), forced }).collect());
     Ok(HttpResponse::Ok().json(out))
+}
+
+#[derive(Deserialize)]
+pub(super) struct ForceParam {
+    #[serde(default)]
+    force: Option<String>,
+}
+
+impl ForceParam {
+    pub(super) fn forced(&self) -> Result<bool, ApiError> {
+        match self.force.as_deref() {
+            None | Some("false") => Ok(false),
+            Some("true") => Ok(true),
+            Some(other) => Err(ApiError::bad_request(format!("force must be true or false, not '{other}'"))),
+        }
+    }
+}
+
+/// Re-delivers one invocation (dead, delivered, anything not already under way) as a new
+/// attempt series with the same `webhook-id`. A disabled subscription needs `?force=true`.
+pub async fn replay(
+    auth: Principal,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+    params: web::Query<ForceParam>,
+) -> Result<HttpResponse, ApiError> {
+    auth.require(&[scope::DEAD_LETTERS_MANAGE])?;
+    let force = params.forced()?;
+    let raw = id.into_inner();
+    let id: InvocationId =
+        raw.parse().map_err(|_| ApiError::NotFound(format!("invocation '{raw}' was not found")))?;
+    let (label, by, now) = (id.to_string(), auth.client_id.to_string(), state.clock.now());
+    let lookup = id.clone();
+    let outcome = state
+        .store
+        .run(move |c| store_invocations::replay(c, &id, &by, force, now))
+        .await
+        .or_not_found(|| format!("invocation '{label}'"))?;
+    match outcome {
+        Ok(_) => {
+            state.wake_workers.notify_waiters();
+            let (views, _) = state
+                .store
+                .run(move |c| store_invocations::list(c, &[Condition::IdIs(lookup.to_string())], false, 0, 1))
+                .await?;
+            let view = views
+                .into_iter()
+                .next()
+                .ok_or_else(|| ApiError::NotFound(format!("invocation '{label}' was not found")))?;
+            Ok(HttpResponse::Accepted().json(InvocationStatusOut::new(view, true)))
+        }
+        Err(ReplayRefusal::InProgress) => {
+            Err(ApiError::Conflict(format!("invocation '{label}' is already pending or in flight")))
+        }
+        Err(ReplayRefusal::SubscriptionDisabled) => Err(ApiError::Conflict(
+            "its subscription is disabled: enable the subscription first, or replay with ?force=true".into(),
+        )),
+        Err(ReplayRefusal::SubscriptionDeleted) => {
+            Err(ApiError::Conflict("its subscription was deleted; it cannot be delivered".into()))
+        }
+    }
 }

@@ -4,6 +4,7 @@
 //! SailPoint's older prefixes (`/beta/triggers`, `/v2024/triggers`, `/v2025/triggers`).
 
 mod auth;
+mod dead_letters;
 pub mod error;
 mod health;
 mod invocations;
@@ -158,6 +159,9 @@ routes! {
         ("trigger-invocations", "/status") => { GET => invocations::status }
         ("trigger-invocations", "") => { GET => invocations::list }
         ("trigger-invocations", "/{id}") => { GET => invocations::get }
+        ("trigger-invocations", "/{id}/replay") => { POST => invocations::replay }
+        ("dead-letters", "") => { GET => dead_letters::list }
+        ("dead-letters", "/replay") => { POST => dead_letters::replay }
     }
 }
 

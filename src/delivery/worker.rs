@@ -185,7 +185,10 @@ impl Dispatcher {
                     disable: None,
                 };
             };
-            if !subscription.spec.enabled && invocation.kind == InvocationKind::RealTime {
+            if !subscription.spec.enabled
+                && invocation.kind == InvocationKind::RealTime
+                && !invocation.deliver_when_disabled
+            {
                 let reason = subscription
                     .disabled_reason
                     .clone()

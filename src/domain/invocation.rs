@@ -77,6 +77,8 @@ pub struct Invocation {
     pub created: NaiveDateTime,
     pub updated: NaiveDateTime,
     pub completed: Option<NaiveDateTime>,
+    /// Set by a forced replay: delivered even while the subscription is disabled.
+    pub deliver_when_disabled: bool,
 }
 
 /// One HTTP request made for an invocation.

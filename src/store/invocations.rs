@@ -41,6 +41,7 @@ struct InvocationRow {
     created: NaiveDateTime,
     updated: NaiveDateTime,
     completed: Option<NaiveDateTime>,
+    deliver_when_disabled: bool,
 }
 
 impl InvocationRow {
@@ -61,6 +62,7 @@ impl InvocationRow {
             created: self.created,
             updated: self.updated,
             completed: self.completed,
+            deliver_when_disabled: self.deliver_when_disabled,
         })
     }
 }
@@ -133,6 +135,7 @@ pub fn insert_events(
                 created: now,
                 updated: now,
                 completed: None,
+                deliver_when_disabled: false,
             });
         }
         per_event.push(first..invocation_rows.len());
@@ -459,6 +462,25 @@ pub enum Condition {
     CreatedBefore(NaiveDateTime),
 }
 
+/// Applies list conditions to a boxed invocations query.
+macro_rules! filtered {
+    ($query:expr, $conditions:expr) => {{
+        let mut q = $query;
+        for c in $conditions {
+            q = match c {
+                Condition::IdIs(id) => q.filter(invocations::id.eq(id.clone())),
+                Condition::TriggerIs(t) => q.filter(invocations::trigger_id.eq(t.clone())),
+                Condition::SubscriptionIs(s) => q.filter(invocations::subscription_id.eq(s.clone())),
+                Condition::StateIn(states) => q.filter(invocations::state.eq_any(states.clone())),
+                Condition::KindIs(k) => q.filter(invocations::kind.eq(k.clone())),
+                Condition::CreatedAtLeast(t) => q.filter(invocations::created.ge(*t)),
+                Condition::CreatedBefore(t) => q.filter(invocations::created.lt(*t)),
+            };
+        }
+        q
+    }};
+}
+
 /// A page of invocations, newest first unless `oldest_first`, and the total that matched.
 pub fn list(
     conn: &mut AnyConnection,
@@ -468,24 +490,7 @@ pub fn list(
     limit: i64,
 ) -> Result<(Vec<InvocationView>, i64), StoreError> {
     use super::schema::subscriptions;
-    macro_rules! filtered {
-        ($query:expr) => {{
-            let mut q = $query;
-            for c in conditions {
-                q = match c {
-                    Condition::IdIs(id) => q.filter(invocations::id.eq(id.clone())),
-                    Condition::TriggerIs(t) => q.filter(invocations::trigger_id.eq(t.clone())),
-                    Condition::SubscriptionIs(s) => q.filter(invocations::subscription_id.eq(s.clone())),
-                    Condition::StateIn(states) => q.filter(invocations::state.eq_any(states.clone())),
-                    Condition::KindIs(k) => q.filter(invocations::kind.eq(k.clone())),
-                    Condition::CreatedAtLeast(t) => q.filter(invocations::created.ge(*t)),
-                    Condition::CreatedBefore(t) => q.filter(invocations::created.lt(*t)),
-                };
-            }
-            q
-        }};
-    }
-    let total: i64 = filtered!(invocations::table.into_boxed()).count().get_result(conn)?;
+    let total: i64 = filtered!(invocations::table.into_boxed(), conditions).count().get_result(conn)?;
     let base = invocations::table
         .inner_join(events::table)
         .left_join(subscriptions::table.on(subscriptions::id.eq(invocations::subscription_id)))
@@ -496,7 +501,7 @@ pub fn list(
             events::content_json,
         ))
         .into_boxed();
-    let mut query = filtered!(base);
+    let mut query = filtered!(base, conditions);
     query = if oldest_first {
         query.order((invocations::created.asc(), invocations::id.asc()))
     } else {
@@ -520,4 +525,166 @@ pub fn insert_test_event(
     now: NaiveDateTime,
 ) -> Result<Vec<Invocation>, StoreError> {
     write_transaction(conn, |c| Ok(insert_events(c, std::slice::from_ref(event), now)?.remove(0)))
+}
+
+/// Why a replay was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplayRefusal {
+    /// The invocation is still pending or in flight.
+    InProgress,
+    /// Its subscription is disabled and the replay was not forced.
+    SubscriptionDisabled,
+    SubscriptionDeleted,
+}
+
+/// What a bulk replay did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReplaySummary {
+    pub replayed: usize,
+    /// Dead letters left alone because their subscription is disabled (and the replay not forced)
+    /// or deleted.
+    pub skipped: usize,
+}
+
+/// How many re-queued invocations become due per second, so live traffic keeps flowing.
+const REPLAY_PER_SECOND: usize = 100;
+
+fn requeue(
+    conn: &mut AnyConnection,
+    ids: &[&str],
+    deliver_when_disabled: bool,
+    due: NaiveDateTime,
+    now: NaiveDateTime,
+) -> Result<(), StoreError> {
+    diesel::update(invocations::table.filter(invocations::id.eq_any(ids)))
+        .set((
+            invocations::state.eq(InvocationState::Pending.as_str()),
+            invocations::attempts.eq(0),
+            invocations::next_attempt_at.eq(due),
+            invocations::lease_owner.eq(None::<String>),
+            invocations::lease_expires_at.eq(None::<NaiveDateTime>),
+            invocations::last_error.eq(None::<String>),
+            invocations::completed.eq(None::<NaiveDateTime>),
+            invocations::deliver_when_disabled.eq(deliver_when_disabled),
+            invocations::updated.eq(now),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = super::schema::replays)]
+struct ReplayRow<'a> {
+    id: String,
+    invocation_id: &'a str,
+    replayed_by: &'a str,
+    replayed_at: NaiveDateTime,
+    forced: bool,
+}
+
+/// Starts a new attempt series for one invocation (same id, so the same `webhook-id`).
+pub fn replay(
+    conn: &mut AnyConnection,
+    id: &InvocationId,
+    by: &str,
+    force: bool,
+    now: NaiveDateTime,
+) -> Result<Result<Invocation, ReplayRefusal>, StoreError> {
+    write_transaction(conn, |conn| {
+        let invocation = get(conn, id)?;
+        if matches!(invocation.state, InvocationState::Pending | InvocationState::InFlight) {
+            return Ok(Err(ReplayRefusal::InProgress));
+        }
+        let sub = invocation.subscription_id.as_str();
+        let Some(subscription) = super::subscriptions::by_ids(conn, &[sub])?.pop() else {
+            return Ok(Err(ReplayRefusal::SubscriptionDeleted));
+        };
+        let disabled = !subscription.spec.enabled && invocation.kind == InvocationKind::RealTime;
+        if disabled && !force {
+            return Ok(Err(ReplayRefusal::SubscriptionDisabled));
+        }
+        requeue(conn, &[id.as_str()], disabled, now, now)?;
+        let row = ReplayRow {
+            id: uuid::Uuid::now_v7().to_string(),
+            invocation_id: id.as_str(),
+            replayed_by: by,
+            replayed_at: now,
+            forced: force,
+        };
+        diesel::insert_into(super::schema::replays::table).values(&row).execute(conn)?;
+        Ok(Ok(get(conn, id)?))
+    })
+}
+
+/// Re-queues every dead letter matching `conditions`, 100 per second from now.
+pub fn replay_dead(
+    conn: &mut AnyConnection,
+    conditions: &[Condition],
+    by: &str,
+    force: bool,
+    now: NaiveDateTime,
+) -> Result<ReplaySummary, StoreError> {
+    write_transaction(conn, |conn| {
+        let dead: Vec<(String, String, String)> = filtered!(invocations::table.into_boxed(), conditions)
+            .filter(invocations::state.eq(InvocationState::Dead.as_str()))
+            .order((invocations::created.asc(), invocations::id.asc()))
+            .select((invocations::id, invocations::subscription_id, invocations::kind))
+            .load(conn)?;
+        let mut sub_ids: Vec<&str> = dead.iter().map(|(_, s, _)| s.as_str()).collect();
+        sub_ids.sort_unstable();
+        sub_ids.dedup();
+        let enabled: std::collections::HashMap<String, bool> = super::subscriptions::by_ids(conn, &sub_ids)?
+            .into_iter()
+            .map(|s| (s.id.to_string(), s.spec.enabled))
+            .collect();
+        let mut normal = Vec::new();
+        let mut forced = Vec::new();
+        let mut skipped = 0;
+        for (id, sub, kind) in &dead {
+            match enabled.get(sub) {
+                None => skipped += 1,
+                Some(false) if kind == InvocationKind::RealTime.as_str() => {
+                    if force {
+                        forced.push(id.as_str());
+                    } else {
+                        skipped += 1;
+                    }
+                }
+                Some(_) => normal.push(id.as_str()),
+            }
+        }
+        let mut second = 0i64;
+        for (ids, deliver_when_disabled) in [(&normal, false), (&forced, true)] {
+            for chunk in ids.chunks(REPLAY_PER_SECOND) {
+                requeue(conn, chunk, deliver_when_disabled, now + TimeDelta::seconds(second), now)?;
+                second += 1;
+            }
+        }
+        let rows: Vec<ReplayRow> = normal
+            .iter()
+            .chain(&forced)
+            .map(|id| ReplayRow {
+                id: uuid::Uuid::now_v7().to_string(),
+                invocation_id: id,
+                replayed_by: by,
+                replayed_at: now,
+                forced: force,
+            })
+            .collect();
+        insert_rows!(conn, super::schema::replays::table, rows);
+        Ok(ReplaySummary { replayed: normal.len() + forced.len(), skipped })
+    })
+}
+
+/// Who replayed an invocation, and when, oldest first.
+pub fn replays_of(
+    conn: &mut AnyConnection,
+    id: &InvocationId,
+) -> Result<Vec<(String, NaiveDateTime, bool)>, StoreError> {
+    use super::schema::replays;
+    Ok(replays::table
+        .filter(replays::invocation_id.eq(id.as_str()))
+        .order(replays::replayed_at)
+        .select((replays::replayed_by, replays::replayed_at, replays::forced))
+        .load(conn)?)
 }

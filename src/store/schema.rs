@@ -108,6 +108,17 @@ diesel::table! {
         created -> Timestamp,
         updated -> Timestamp,
         completed -> Nullable<Timestamp>,
+        deliver_when_disabled -> Bool,
+    }
+}
+
+diesel::table! {
+    replays (id) {
+        id -> Text,
+        invocation_id -> Text,
+        replayed_by -> Text,
+        replayed_at -> Timestamp,
+        forced -> Bool,
     }
 }
 
@@ -136,6 +147,7 @@ diesel::table! {
 
 diesel::joinable!(invocations -> events (event_id));
 diesel::joinable!(attempts -> invocations (invocation_id));
+diesel::joinable!(replays -> invocations (invocation_id));
 diesel::joinable!(subscriptions -> triggers (trigger_id));
 diesel::joinable!(subscription_secrets -> subscriptions (subscription_id));
 diesel::joinable!(api_tokens -> api_clients (client_id));
@@ -149,5 +161,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     events,
     invocations,
     attempts,
-    idempotency_keys
+    idempotency_keys,
+    replays
 );

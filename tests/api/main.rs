@@ -9,6 +9,7 @@ mod helpers;
 mod invocations;
 mod openapi;
 mod publish;
+mod replay;
 mod resilience;
 mod sink;
 mod store;

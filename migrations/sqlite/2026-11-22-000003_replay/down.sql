@@ -1,0 +1,2 @@
+DROP TABLE replays;
+ALTER TABLE invocations DROP COLUMN deliver_when_disabled;
