@@ -19,6 +19,7 @@ use crate::domain::ids::{InvocationId, TriggerId};
 use crate::domain::invocation::{Invocation, InvocationKind, InvocationState, merge_params};
 use crate::domain::query::{self, CmpOp, FilterFields};
 use crate::domain::scope;
+use crate::domain::subscription::Subscription;
 use crate::domain::trigger::Trigger;
 use crate::store::invocations::{
     self as store_invocations, Condition, InvocationView, NewEvent, Remembered, ReplayRefusal,
@@ -251,27 +252,34 @@ async fn check_all(state: &AppState, items: Vec<StartInvocationInput>) -> Result
         .collect()
 }
 
-/// Picks, inside the transaction, the enabled subscriptions whose filter matches each event.
+/// Picks, inside the transaction, the enabled subscriptions whose filter matches each event, and
+/// those switched off by a 410 (they keep the event as a dead letter to replay later).
 fn fan_out(conn: &mut store::AnyConnection, checked: &[Checked]) -> Result<Vec<NewEvent>, StoreError> {
     let mut subscribers = HashMap::new();
     let mut events = Vec::with_capacity(checked.len());
     for event in checked {
         if !subscribers.contains_key(event.trigger_id.as_str()) {
-            let subs = store::subscriptions::enabled_for_trigger(conn, &event.trigger_id)?;
+            let subs = store::subscriptions::all_for_trigger(conn, &event.trigger_id)?;
             subscribers.insert(event.trigger_id.to_string(), subs);
         }
-        let matching = subscribers[event.trigger_id.as_str()]
+        let matching: Vec<&Subscription> = subscribers[event.trigger_id.as_str()]
             .iter()
+            .filter(|s| s.spec.enabled || s.disabled_reason.is_some())
             .filter(|s| s.spec.filter.as_ref().is_none_or(|f| f.matches(&event.payload)))
-            .map(|s| s.id.clone())
             .collect();
+        let (live, held): (Vec<&Subscription>, Vec<&Subscription>) =
+            matching.into_iter().partition(|s| s.spec.enabled);
         events.push(NewEvent {
             trigger_id: event.trigger_id.clone(),
             kind: InvocationKind::RealTime,
             input: event.input.clone(),
             content_json: event.content_json.to_string(),
             payload: event.payload.to_string(),
-            subscriptions: matching,
+            subscriptions: live.iter().map(|s| s.id.clone()).collect(),
+            held: held
+                .iter()
+                .map(|s| (s.id.clone(), s.disabled_reason.clone().unwrap_or_default()))
+                .collect(),
         });
     }
     Ok(events)
@@ -354,6 +362,7 @@ pub async fn test(
             .map(|s| s.id.clone())
             .collect(),
         payload: payload.to_string(),
+        held: Vec::new(),
     };
     let now = state.clock.now();
     let created = state.store.run(move |c| store_invocations::insert_test_event(c, &event, now)).await?;

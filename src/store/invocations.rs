@@ -21,6 +21,9 @@ pub struct NewEvent {
     /// The exact bytes subscribers receive.
     pub payload: String,
     pub subscriptions: Vec<SubscriptionId>,
+    /// Subscriptions switched off by a 410: the event is kept for them as a dead letter with this
+    /// reason, so it can be replayed once they are enabled again.
+    pub held: Vec<(SubscriptionId, String)>,
 }
 
 #[derive(Queryable, Insertable)]
@@ -114,6 +117,7 @@ pub fn insert_events(
 ) -> Result<Vec<Vec<Invocation>>, StoreError> {
     let mut event_rows = Vec::with_capacity(new_events.len());
     let mut invocation_rows = Vec::new();
+    let mut held_rows = Vec::new();
     let mut per_event = Vec::with_capacity(new_events.len());
     for event in new_events {
         let event_id = uuid::Uuid::now_v7().to_string();
@@ -139,6 +143,26 @@ pub fn insert_events(
             });
         }
         per_event.push(first..invocation_rows.len());
+        for (subscription, reason) in &event.held {
+            held_rows.push(InvocationRow {
+                id: InvocationId::generate().to_string(),
+                event_id: event_id.clone(),
+                subscription_id: subscription.to_string(),
+                trigger_id: event.trigger_id.to_string(),
+                kind: event.kind.as_str().to_owned(),
+                state: InvocationState::Dead.as_str().to_owned(),
+                attempts: 0,
+                next_attempt_at: now,
+                lease_owner: None,
+                lease_expires_at: None,
+                secret: uuid::Uuid::new_v4().to_string(),
+                last_error: Some(format!("not sent: {reason}")),
+                created: now,
+                updated: now,
+                completed: Some(now),
+                deliver_when_disabled: false,
+            });
+        }
         event_rows.push(EventRow {
             id: event_id,
             trigger_id: event.trigger_id.as_str(),
@@ -151,6 +175,7 @@ pub fn insert_events(
     }
     insert_rows!(conn, events::table, event_rows);
     insert_rows!(conn, invocations::table, invocation_rows);
+    insert_rows!(conn, invocations::table, held_rows);
     let mut created: Vec<Invocation> =
         invocation_rows.into_iter().map(InvocationRow::into_domain).collect::<Result<_, _>>()?;
     let mut out = Vec::with_capacity(per_event.len());

@@ -229,20 +229,6 @@ pub fn update(
     })
 }
 
-/// The enabled subscriptions of a trigger (those that receive published events).
-pub fn enabled_for_trigger(
-    conn: &mut AnyConnection,
-    trigger: &TriggerId,
-) -> Result<Vec<Subscription>, StoreError> {
-    joined!()
-        .filter(subscriptions::trigger_id.eq(trigger.as_str()))
-        .filter(subscriptions::enabled.eq(true))
-        .load::<Joined>(conn)?
-        .into_iter()
-        .map(from_joined)
-        .collect()
-}
-
 /// Every subscription of a trigger, enabled or not (test invocations reach them all).
 pub fn all_for_trigger(
     conn: &mut AnyConnection,

@@ -149,3 +149,51 @@ async fn bulk_replay_requeues_matching_dead_letters_a_hundred_per_second() {
     error_text(app.post("/dead-letters/v1/replay", &json!({"filters": "nonsense"})).await, 400).await;
     error_text(app.post("/dead-letters/v1/replay", &json!({"unknown": 1})).await, 400).await;
 }
+
+#[actix_web::test]
+async fn events_that_arrive_while_a_410_holds_a_subscription_off_can_be_replayed_after_it_is_enabled() {
+    let app = TestApp::spawn().await;
+    let sink = Sink::start();
+    sink.script([Reply::status(410)]);
+    let sub = app
+        .subscribe(
+            "test:fire-and-forget",
+            json!({"httpConfig": {"url": sink.url("/h"), "httpDispatchMode": "SYNC"}}),
+        )
+        .await;
+    let user_off = app.subscribe("test:fire-and-forget", json!({"name": "off", "enabled": false, "httpConfig": {"url": sink.url("/off"), "httpDispatchMode": "SYNC"}})).await;
+    app.publish("test:fire-and-forget", json!({"identityId": "first"})).await;
+    app.drain().await;
+    for i in 0..2 {
+        let body: Value = app
+            .publish("test:fire-and-forget", json!({"identityId": format!("later{i}")}))
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(body, json!([]), "nothing is sent while the subscription is off");
+    }
+    let held: Value = app.get("/dead-letters/v1").await.json().await.unwrap();
+    assert_eq!(held.as_array().unwrap().len(), 3, "the 410'd event and the two held ones: {held}");
+    assert!(held[0]["lastError"].as_str().unwrap().starts_with("not sent: the subscriber answered 410 Gone"));
+    assert!(
+        held.as_array().unwrap().iter().all(|d| d["subscriptionId"] == sub["id"]),
+        "a subscription a user disabled keeps nothing"
+    );
+    assert_ne!(held[0]["subscriptionId"], user_off["id"]);
+
+    let on = json!([{"op": "replace", "path": "/enabled", "value": true}]);
+    assert_eq!(
+        app.patch(&format!("/trigger-subscriptions/v1/{}", sub["id"].as_str().unwrap()), &on).await.status(),
+        200
+    );
+    let replayed: Value = app.post("/dead-letters/v1/replay", &json!({})).await.json().await.unwrap();
+    assert_eq!(replayed, json!({"replayed": 3, "skipped": 0}));
+    app.drain().await;
+    let bodies: Vec<String> =
+        sink.received().iter().skip(1).map(|r| r.json()["identityId"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(bodies.len(), 3);
+    for id in ["first", "later0", "later1"] {
+        assert!(bodies.iter().any(|b| b == id), "{id} not delivered: {bodies:?}");
+    }
+}
