@@ -48,6 +48,36 @@ struct InvocationRow {
 }
 
 impl InvocationRow {
+    /// A new invocation of `event` for `subscription`: pending and due now, or, with a reason,
+    /// already a dead letter (kept to be replayed later).
+    fn new(
+        event_id: &str,
+        subscription: &SubscriptionId,
+        event: &NewEvent,
+        now: NaiveDateTime,
+        dead: Option<String>,
+    ) -> Self {
+        let state = if dead.is_some() { InvocationState::Dead } else { InvocationState::Pending };
+        Self {
+            id: InvocationId::generate().to_string(),
+            event_id: event_id.to_owned(),
+            subscription_id: subscription.to_string(),
+            trigger_id: event.trigger_id.to_string(),
+            kind: event.kind.as_str().to_owned(),
+            state: state.as_str().to_owned(),
+            attempts: 0,
+            next_attempt_at: now,
+            lease_owner: None,
+            lease_expires_at: None,
+            secret: uuid::Uuid::new_v4().to_string(),
+            completed: dead.is_some().then_some(now),
+            last_error: dead,
+            created: now,
+            updated: now,
+            deliver_when_disabled: false,
+        }
+    }
+
     fn into_domain(self) -> Result<Invocation, StoreError> {
         let corrupt =
             |what: &str, e: &dyn std::fmt::Display| StoreError::Corrupt(format!("invocations.{what}: {e}"));
@@ -123,45 +153,17 @@ pub fn insert_events(
         let event_id = uuid::Uuid::now_v7().to_string();
         let first = invocation_rows.len();
         for subscription in &event.subscriptions {
-            invocation_rows.push(InvocationRow {
-                id: InvocationId::generate().to_string(),
-                event_id: event_id.clone(),
-                subscription_id: subscription.to_string(),
-                trigger_id: event.trigger_id.to_string(),
-                kind: event.kind.as_str().to_owned(),
-                state: InvocationState::Pending.as_str().to_owned(),
-                attempts: 0,
-                next_attempt_at: now,
-                lease_owner: None,
-                lease_expires_at: None,
-                secret: uuid::Uuid::new_v4().to_string(),
-                last_error: None,
-                created: now,
-                updated: now,
-                completed: None,
-                deliver_when_disabled: false,
-            });
+            invocation_rows.push(InvocationRow::new(&event_id, subscription, event, now, None));
         }
         per_event.push(first..invocation_rows.len());
         for (subscription, reason) in &event.held {
-            held_rows.push(InvocationRow {
-                id: InvocationId::generate().to_string(),
-                event_id: event_id.clone(),
-                subscription_id: subscription.to_string(),
-                trigger_id: event.trigger_id.to_string(),
-                kind: event.kind.as_str().to_owned(),
-                state: InvocationState::Dead.as_str().to_owned(),
-                attempts: 0,
-                next_attempt_at: now,
-                lease_owner: None,
-                lease_expires_at: None,
-                secret: uuid::Uuid::new_v4().to_string(),
-                last_error: Some(format!("not sent: {reason}")),
-                created: now,
-                updated: now,
-                completed: Some(now),
-                deliver_when_disabled: false,
-            });
+            held_rows.push(InvocationRow::new(
+                &event_id,
+                subscription,
+                event,
+                now,
+                Some(format!("not sent: {reason}")),
+            ));
         }
         event_rows.push(EventRow {
             id: event_id,
