@@ -13,7 +13,7 @@ use chrono::TimeDelta;
 
 use super::auth::Principal;
 use super::error::{ApiError, OrNotFound};
-use super::list::{ListParams, ListSpec, page_response};
+use super::list::{ListParams, ListSpec, page_response, parse_flag};
 use super::{AppState, iso, json_from_bytes, parse_body, read_body};
 use crate::domain::ids::{InvocationId, TriggerId};
 use crate::domain::invocation::{Invocation, InvocationKind, InvocationState, merge_params};
@@ -648,11 +648,7 @@ pub(super) struct ForceParam {
 
 impl ForceParam {
     pub(super) fn forced(&self) -> Result<bool, ApiError> {
-        match self.force.as_deref() {
-            None | Some("false") => Ok(false),
-            Some("true") => Ok(true),
-            Some(other) => Err(ApiError::bad_request(format!("force must be true or false, not '{other}'"))),
-        }
+        parse_flag("force", self.force.as_deref())
     }
 }
 
@@ -670,23 +666,20 @@ pub async fn replay(
     let id: InvocationId =
         raw.parse().map_err(|_| ApiError::NotFound(format!("invocation '{raw}' was not found")))?;
     let (label, by, now) = (id.to_string(), auth.client_id.to_string(), state.clock.now());
-    let lookup = id.clone();
     let outcome = state
         .store
-        .run(move |c| store_invocations::replay(c, &id, &by, force, now))
+        .run(move |c| {
+            if let Err(refusal) = store_invocations::replay(c, &id, &by, force, now)? {
+                return Ok(Err(refusal));
+            }
+            let (mut views, _) = store_invocations::list(c, &[Condition::IdIs(id.to_string())], false, 0, 1)?;
+            views.pop().map(Ok).ok_or(StoreError::NotFound)
+        })
         .await
         .or_not_found(|| format!("invocation '{label}'"))?;
     match outcome {
-        Ok(_) => {
+        Ok(view) => {
             state.wake_workers.notify_waiters();
-            let (views, _) = state
-                .store
-                .run(move |c| store_invocations::list(c, &[Condition::IdIs(lookup.to_string())], false, 0, 1))
-                .await?;
-            let view = views
-                .into_iter()
-                .next()
-                .ok_or_else(|| ApiError::NotFound(format!("invocation '{label}' was not found")))?;
             Ok(HttpResponse::Accepted().json(InvocationStatusOut::new(view, true)))
         }
         Err(ReplayRefusal::InProgress) => {

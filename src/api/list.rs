@@ -41,17 +41,20 @@ pub struct Page {
     pub count: bool,
 }
 
+/// A `true`/`false` query parameter; absent is false.
+pub fn parse_flag(name: &str, text: Option<&str>) -> Result<bool, ApiError> {
+    match text {
+        None | Some("false") => Ok(false),
+        Some("true") => Ok(true),
+        Some(other) => Err(ApiError::bad_request(format!("{name} must be true or false, not '{other}'"))),
+    }
+}
+
 impl ListParams {
     pub fn page(&self) -> Result<Page, ApiError> {
         let limit = parse_number("limit", self.limit.as_deref(), MAX_LIMIT, MAX_LIMIT)?;
         let offset = parse_number("offset", self.offset.as_deref(), 0, i32::MAX.unsigned_abs())?;
-        let count = match self.count.as_deref() {
-            None | Some("false") => false,
-            Some("true") => true,
-            Some(other) => {
-                return Err(ApiError::bad_request(format!("count must be true or false, not '{other}'")));
-            }
-        };
+        let count = parse_flag("count", self.count.as_deref())?;
         Ok(Page { limit, offset, count })
     }
 

@@ -74,12 +74,15 @@ pub async fn read_body(mut payload: web::Payload, limit: usize) -> Result<web::B
     Ok(body.freeze())
 }
 
+/// `application/json` and every `+json` type (`application/json-patch+json`).
+fn is_json(mime: &mime::Mime) -> bool {
+    mime.subtype() == mime::JSON || mime.suffix() == Some(mime::JSON)
+}
+
 /// Parses a JSON request body read as bytes, with the same errors as the JSON extractor.
 pub fn json_from_bytes(req: &HttpRequest, bytes: &[u8]) -> Result<serde_json::Value, ApiError> {
     let content_type = req.headers().get(actix_web::http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
-    let is_json = content_type
-        .and_then(|t| t.parse::<mime::Mime>().ok())
-        .is_some_and(|m| m.subtype() == mime::JSON || m.suffix() == Some(mime::JSON));
+    let is_json = content_type.and_then(|t| t.parse::<mime::Mime>().ok()).is_some_and(|m| is_json(&m));
     if !is_json {
         return Err(ApiError::UnsupportedMediaType(
             "the request body must be JSON: send Content-Type: application/json".into(),
@@ -192,7 +195,7 @@ pub fn extractor_config(cfg: &mut web::ServiceConfig, max_body_size: usize) {
     cfg.app_data(
         web::JsonConfig::default()
             .limit(max_body_size)
-            .content_type(|mime| mime.subtype() == mime::JSON || mime.suffix() == Some(mime::JSON))
+            .content_type(|mime| is_json(&mime))
             .content_type_required(true)
             .error_handler(error::json_error),
     )

@@ -457,17 +457,6 @@ pub fn count_in_state(conn: &mut AnyConnection, state: InvocationState) -> Resul
     Ok(invocations::table.filter(invocations::state.eq(state.as_str())).count().get_result(conn)?)
 }
 
-/// All invocations of a subscription, oldest first.
-pub fn of_subscription(conn: &mut AnyConnection, id: &SubscriptionId) -> Result<Vec<Invocation>, StoreError> {
-    invocations::table
-        .filter(invocations::subscription_id.eq(id.as_str()))
-        .order((invocations::created, invocations::id))
-        .load::<InvocationRow>(conn)?
-        .into_iter()
-        .map(InvocationRow::into_domain)
-        .collect()
-}
-
 /// An invocation with what the status and list endpoints show beside it.
 #[derive(Debug, Clone)]
 pub struct InvocationView {
@@ -616,7 +605,7 @@ pub fn replay(
     by: &str,
     force: bool,
     now: NaiveDateTime,
-) -> Result<Result<Invocation, ReplayRefusal>, StoreError> {
+) -> Result<Result<(), ReplayRefusal>, StoreError> {
     write_transaction(conn, |conn| {
         let invocation = get(conn, id)?;
         if matches!(invocation.state, InvocationState::Pending | InvocationState::InFlight) {
@@ -639,7 +628,7 @@ pub fn replay(
             forced: force,
         };
         diesel::insert_into(super::schema::replays::table).values(&row).execute(conn)?;
-        Ok(Ok(get(conn, id)?))
+        Ok(Ok(()))
     })
 }
 

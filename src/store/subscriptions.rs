@@ -341,11 +341,5 @@ pub fn signing_secrets(
     id: &SubscriptionId,
     now: NaiveDateTime,
 ) -> Result<Vec<Secret>, StoreError> {
-    let mut rows: Vec<(String, Option<NaiveDateTime>)> = subscription_secrets::table
-        .filter(subscription_secrets::subscription_id.eq(id.as_str()))
-        .filter(subscription_secrets::expires_at.is_null().or(subscription_secrets::expires_at.gt(now)))
-        .select((subscription_secrets::secret, subscription_secrets::expires_at))
-        .load(conn)?;
-    rows.sort_by(|a, b| current_first(a.1, b.1));
-    Ok(rows.into_iter().map(|(s, _)| Secret::new(s)).collect())
+    Ok(signing_secrets_of(conn, &[id.as_str()], now)?.remove(id.as_str()).unwrap_or_default())
 }

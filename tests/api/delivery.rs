@@ -84,11 +84,7 @@ async fn failures_retry_on_the_schedule_then_become_dead_letters() {
             .await;
     let sink = Sink::start();
     sink.always(Reply::status(500).body("boom"));
-    app.subscribe(
-        "test:fire-and-forget",
-        json!({"httpConfig": {"url": sink.url("/h"), "httpDispatchMode": "SYNC"}}),
-    )
-    .await;
+    app.subscribe_url(&sink.url("/h")).await;
     let id = publish_one(&app, json!({"identityId": "a"})).await;
 
     assert_eq!(app.drain().await, 1);
@@ -119,11 +115,7 @@ async fn retry_after_is_honoured_within_the_cap() {
     let app = TestApp::spawn().await;
     let sink = Sink::start();
     sink.script([Reply::status(429).header("Retry-After", "120")]);
-    app.subscribe(
-        "test:fire-and-forget",
-        json!({"httpConfig": {"url": sink.url("/h"), "httpDispatchMode": "SYNC"}}),
-    )
-    .await;
+    app.subscribe_url(&sink.url("/h")).await;
     let id = publish_one(&app, json!({"identityId": "a"})).await;
     app.drain().await;
     let retry = invocation(&app, &id);
@@ -138,12 +130,7 @@ async fn a_410_disables_the_subscription_and_keeps_the_event() {
     let app = TestApp::spawn().await;
     let sink = Sink::start();
     sink.script([Reply::status(410)]);
-    let sub = app
-        .subscribe(
-            "test:fire-and-forget",
-            json!({"httpConfig": {"url": sink.url("/h"), "httpDispatchMode": "SYNC"}}),
-        )
-        .await;
+    let sub = app.subscribe_url(&sink.url("/h")).await;
     let id = publish_one(&app, json!({"identityId": "a"})).await;
     app.drain().await;
     assert_eq!(invocation(&app, &id).state, InvocationState::Dead);
@@ -196,11 +183,7 @@ async fn redirects_are_not_followed_and_slow_or_huge_answers_are_cut() {
         Reply::status(200).delay(Duration::from_secs(2)),
         Reply::status(200).body("x".repeat(40_000)),
     ]);
-    app.subscribe(
-        "test:fire-and-forget",
-        json!({"httpConfig": {"url": sink.url("/h"), "httpDispatchMode": "SYNC"}}),
-    )
-    .await;
+    app.subscribe_url(&sink.url("/h")).await;
     let id = publish_one(&app, json!({"identityId": "a"})).await;
     app.drain().await;
     let tries = attempts(&app, &id);
@@ -254,12 +237,7 @@ async fn the_ssrf_guard_refuses_loopback_targets_unless_allow_listed() {
 async fn during_a_rotation_deliveries_carry_both_signatures() {
     let app = TestApp::spawn().await;
     let sink = Sink::start();
-    let sub = app
-        .subscribe(
-            "test:fire-and-forget",
-            json!({"httpConfig": {"url": sink.url("/h"), "httpDispatchMode": "SYNC"}}),
-        )
-        .await;
+    let sub = app.subscribe_url(&sink.url("/h")).await;
     let id = sub["id"].as_str().unwrap();
     let rotated: Value = app
         .post(&format!("/trigger-subscriptions/v1/{id}/rotate-secret"), &json!({}))
@@ -279,11 +257,7 @@ async fn during_a_rotation_deliveries_carry_both_signatures() {
 async fn an_invocation_whose_worker_died_is_claimed_again_after_its_lease() {
     let app = TestApp::spawn().await;
     let sink = Sink::start();
-    app.subscribe(
-        "test:fire-and-forget",
-        json!({"httpConfig": {"url": sink.url("/h"), "httpDispatchMode": "SYNC"}}),
-    )
-    .await;
+    app.subscribe_url(&sink.url("/h")).await;
     let id = publish_one(&app, json!({"identityId": "a"})).await;
     let now = hookgate::clock::Clock::now(app.clock.as_ref());
     let taken = app
@@ -306,11 +280,7 @@ async fn the_background_loops_deliver_without_being_driven() {
     })
     .await;
     let sink = Sink::start();
-    app.subscribe(
-        "test:fire-and-forget",
-        json!({"httpConfig": {"url": sink.url("/h"), "httpDispatchMode": "SYNC"}}),
-    )
-    .await;
+    app.subscribe_url(&sink.url("/h")).await;
     for i in 0..20 {
         app.publish("test:fire-and-forget", json!({"identityId": format!("e{i}")})).await;
     }

@@ -194,6 +194,15 @@ impl TestApp {
         self.http.delete(self.url(path)).bearer_auth(&self.token).send().await.expect("request")
     }
 
+    /// Subscribes `url` to `test:fire-and-forget` (synchronous, no auth) and returns the body.
+    pub async fn subscribe_url(&self, url: &str) -> Value {
+        self.subscribe(
+            "test:fire-and-forget",
+            json!({"httpConfig": {"url": url, "httpDispatchMode": "SYNC"}}),
+        )
+        .await
+    }
+
     /// Creates a subscription to `trigger` and returns its body.
     pub async fn subscribe(&self, trigger: &str, extra: Value) -> Value {
         let mut body = json!({

@@ -119,11 +119,7 @@ async fn invocations_can_be_listed_by_state_and_read_with_their_attempts() {
     let app = TestApp::spawn_with(|s| s.retry_schedule = vec![std::time::Duration::from_secs(1)]).await;
     let sink = Sink::start();
     sink.always(Reply::status(503).body("down"));
-    app.subscribe(
-        "test:fire-and-forget",
-        json!({"httpConfig": {"url": sink.url("/h"), "httpDispatchMode": "SYNC"}}),
-    )
-    .await;
+    app.subscribe_url(&sink.url("/h")).await;
     let published: Value =
         app.publish("test:fire-and-forget", json!({"identityId": "a"})).await.json().await.unwrap();
     let id = published[0]["id"].as_str().unwrap();

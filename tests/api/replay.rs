@@ -16,12 +16,7 @@ async fn dead_letters(n: usize) -> (TestApp, Sink, Value, Vec<String>) {
     let app = TestApp::spawn_with(|s| s.retry_schedule.clear()).await;
     let sink = Sink::start();
     sink.script((0..n).map(|_| Reply::status(500)));
-    let sub = app
-        .subscribe(
-            "test:fire-and-forget",
-            json!({"httpConfig": {"url": sink.url("/h"), "httpDispatchMode": "SYNC"}}),
-        )
-        .await;
+    let sub = app.subscribe_url(&sink.url("/h")).await;
     let mut ids = Vec::new();
     for i in 0..n {
         let body: Value = app
@@ -155,12 +150,7 @@ async fn events_that_arrive_while_a_410_holds_a_subscription_off_can_be_replayed
     let app = TestApp::spawn().await;
     let sink = Sink::start();
     sink.script([Reply::status(410)]);
-    let sub = app
-        .subscribe(
-            "test:fire-and-forget",
-            json!({"httpConfig": {"url": sink.url("/h"), "httpDispatchMode": "SYNC"}}),
-        )
-        .await;
+    let sub = app.subscribe_url(&sink.url("/h")).await;
     let user_off = app.subscribe("test:fire-and-forget", json!({"name": "off", "enabled": false, "httpConfig": {"url": sink.url("/off"), "httpDispatchMode": "SYNC"}})).await;
     app.publish("test:fire-and-forget", json!({"identityId": "first"})).await;
     app.drain().await;

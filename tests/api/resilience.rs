@@ -17,12 +17,7 @@ async fn two_instances_on_one_database_share_the_work_and_deliver_each_invocatio
     let first = TestApp::spawn().await;
     let second = TestApp::spawn_on(first.db.clone(), |_| {}).await;
     let sink = Sink::start();
-    first
-        .subscribe(
-            "test:fire-and-forget",
-            json!({"httpConfig": {"url": sink.url("/h"), "httpDispatchMode": "SYNC"}}),
-        )
-        .await;
+    first.subscribe_url(&sink.url("/h")).await;
     let batch: Vec<Value> = (0..200)
         .map(|i| json!({"triggerId": "test:fire-and-forget", "input": {"identityId": format!("e{i}")}}))
         .collect();
@@ -49,11 +44,7 @@ async fn a_graceful_stop_finishes_in_flight_deliveries() {
     .await;
     let sink = Sink::start();
     sink.always(Reply::status(200).delay(Duration::from_millis(700)));
-    app.subscribe(
-        "test:fire-and-forget",
-        json!({"httpConfig": {"url": sink.url("/h"), "httpDispatchMode": "SYNC"}}),
-    )
-    .await;
+    app.subscribe_url(&sink.url("/h")).await;
     app.publish("test:fire-and-forget", json!({"identityId": "a"})).await;
     assert_eq!(sink.wait_for(1, Duration::from_secs(5)).await.len(), 1, "delivery started");
     let store = app.store.clone();
@@ -88,7 +79,7 @@ impl Server {
             .unwrap();
         let url = format!("http://127.0.0.1:{port}");
         let started = Instant::now();
-        while reqwest::blocking_ready(&url).is_err() {
+        while !ready(&url) {
             assert!(started.elapsed() < Duration::from_secs(20), "hookgate serve did not start");
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -96,23 +87,28 @@ impl Server {
     }
 }
 
-mod reqwest {
-    /// Whether the server answers its readiness probe (a blocking one-off check).
-    pub fn blocking_ready(base: &str) -> Result<(), ()> {
-        use std::io::{Read as _, Write as _};
-        let addr = base.trim_start_matches("http://");
-        let mut stream = std::net::TcpStream::connect(addr).map_err(|_| ())?;
-        stream
-            .write_all(format!("GET /health/ready HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())
-            .map_err(|_| ())?;
-        let mut answer = String::new();
-        stream.read_to_string(&mut answer).map_err(|_| ())?;
-        if answer.starts_with("HTTP/1.0 200") || answer.starts_with("HTTP/1.1 200") {
-            Ok(())
-        } else {
-            Err(())
-        }
+/// Whether the server answers its readiness probe (a blocking one-off check over a raw socket).
+fn ready(base: &str) -> bool {
+    use std::io::{Read as _, Write as _};
+    let addr = base.trim_start_matches("http://");
+    let Ok(mut stream) = std::net::TcpStream::connect(addr) else { return false };
+    if stream
+        .write_all(
+            format!(
+                "GET /health/ready HTTP/1.0
+Host: {addr}
+
+"
+            )
+            .as_bytes(),
+        )
+        .is_err()
+    {
+        return false;
     }
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).is_ok()
+        && (answer.starts_with("HTTP/1.0 200") || answer.starts_with("HTTP/1.1 200"))
 }
 
 #[actix_web::test]
@@ -123,11 +119,7 @@ async fn killing_the_process_mid_delivery_loses_nothing() {
     let sink = Sink::start();
     // The first answers are slow, so the kill lands while deliveries are in flight.
     sink.script((0..4).map(|_| Reply::status(200).delay(Duration::from_secs(3))));
-    app.subscribe(
-        "test:fire-and-forget",
-        json!({"httpConfig": {"url": sink.url("/h"), "httpDispatchMode": "SYNC"}}),
-    )
-    .await;
+    app.subscribe_url(&sink.url("/h")).await;
     let mut expected = BTreeSet::new();
     for i in 0..6 {
         let body: Value = app
@@ -171,11 +163,7 @@ async fn sigterm_stops_the_server_without_leaving_work_in_flight() {
     let app = TestApp::spawn_on(db.clone(), |_| {}).await;
     let sink = Sink::start();
     sink.always(Reply::status(200).delay(Duration::from_millis(500)));
-    app.subscribe(
-        "test:fire-and-forget",
-        json!({"httpConfig": {"url": sink.url("/h"), "httpDispatchMode": "SYNC"}}),
-    )
-    .await;
+    app.subscribe_url(&sink.url("/h")).await;
     app.http
         .post(format!("{}/trigger-invocations/v1/start", server.url))
         .bearer_auth(&app.token)
