@@ -14,6 +14,9 @@
 //! | `retry_after_cap` / `HOOKGATE_RETRY_AFTER_CAP` | longest subscriber `Retry-After` honoured | `1h`            |
 //! | `delivery_timeout` / `HOOKGATE_DELIVERY_TIMEOUT` | total time of one delivery attempt    | `15s`            |
 //! | `connect_timeout` / `HOOKGATE_CONNECT_TIMEOUT` | time to connect to a subscriber         | `5s`             |
+//! | `response_timeout` / `HOOKGATE_RESPONSE_TIMEOUT` | time a `REQUEST_RESPONSE` subscriber has to answer | `10s`   |
+//! | `max_wait` / `HOOKGATE_MAX_WAIT`           | longest `start?wait=` a producer may ask  | `30s`            |
+//! | `scheduler` / `HOOKGATE_SCHEDULER`         | fire scheduled triggers from this instance | `true`          |
 //! | `workers` / `HOOKGATE_WORKERS`             | delivery loops per instance (0: none)     | `4`              |
 //! | `batch_size` / `HOOKGATE_BATCH_SIZE`       | invocations a loop claims at once         | `64`             |
 //! | `poll_interval` / `HOOKGATE_POLL_INTERVAL` | how often idle loops look for due work    | `1s`             |
@@ -42,6 +45,9 @@ const ENV_KEYS: &[&str] = &[
     "retry_after_cap",
     "delivery_timeout",
     "connect_timeout",
+    "response_timeout",
+    "max_wait",
+    "scheduler",
     "workers",
     "batch_size",
     "poll_interval",
@@ -66,6 +72,9 @@ struct RawSettings {
     retry_after_cap: String,
     delivery_timeout: String,
     connect_timeout: String,
+    response_timeout: String,
+    max_wait: String,
+    scheduler: bool,
     workers: u32,
     batch_size: u32,
     poll_interval: String,
@@ -89,6 +98,9 @@ impl Default for RawSettings {
             retry_after_cap: "1h".into(),
             delivery_timeout: "15s".into(),
             connect_timeout: "5s".into(),
+            response_timeout: "10s".into(),
+            max_wait: "30s".into(),
+            scheduler: true,
             workers: 4,
             batch_size: 64,
             poll_interval: "1s".into(),
@@ -120,6 +132,9 @@ pub struct Settings {
     pub retry_after_cap: Duration,
     pub delivery_timeout: Duration,
     pub connect_timeout: Duration,
+    pub response_timeout: Duration,
+    pub max_wait: Duration,
+    pub scheduler: bool,
     pub workers: u32,
     pub batch_size: u32,
     pub poll_interval: Duration,
@@ -221,6 +236,11 @@ impl Settings {
         if delivery_timeout.is_zero() {
             return Err(invalid("delivery_timeout", "must be more than 0"));
         }
+        let response_timeout =
+            parse_duration(&raw.response_timeout).map_err(|m| invalid("response_timeout", m))?;
+        if response_timeout.is_zero() {
+            return Err(invalid("response_timeout", "must be more than 0"));
+        }
         Ok(Self {
             database_url: raw.database_url,
             listen,
@@ -236,6 +256,9 @@ impl Settings {
             delivery_timeout,
             connect_timeout: parse_duration(&raw.connect_timeout)
                 .map_err(|m| invalid("connect_timeout", m))?,
+            response_timeout,
+            max_wait: parse_duration(&raw.max_wait).map_err(|m| invalid("max_wait", m))?,
+            scheduler: raw.scheduler,
             workers: raw.workers,
             batch_size: raw.batch_size,
             poll_interval: parse_duration(&raw.poll_interval).map_err(|m| invalid("poll_interval", m))?,
@@ -247,6 +270,19 @@ impl Settings {
         })
     }
 
+    /// The base of the callback URLs subscribers are sent: `public_url`, else this instance's
+    /// own address (loopback when it listens on every interface).
+    pub fn callback_base(&self, port: u16) -> String {
+        if let Some(url) = &self.public_url {
+            return url.clone();
+        }
+        let ip = match self.listen.ip() {
+            ip if ip.is_unspecified() => std::net::IpAddr::from([127, 0, 0, 1]),
+            ip => ip,
+        };
+        format!("http://{}", SocketAddr::new(ip, port))
+    }
+
     /// Defaults with a given database, an OS-chosen port, no background delivery loops (tests
     /// drive delivery themselves) and 127.0.0.1 allowed as a delivery target.
     pub fn for_tests(database_url: &str) -> Self {
@@ -255,6 +291,7 @@ impl Settings {
         database_url.clone_into(&mut settings.database_url);
         settings.listen = SocketAddr::from(([127, 0, 0, 1], 0));
         settings.workers = 0;
+        settings.scheduler = false;
         settings.delivery_timeout = Duration::from_secs(2);
         settings.allowed_target_networks = vec![ipnet::IpNet::from(std::net::IpAddr::from([127, 0, 0, 1]))];
         settings

@@ -12,7 +12,7 @@ use anyhow::Context as _;
 use crate::api::{self, AppState};
 use crate::clock::SharedClock;
 use crate::config::Settings;
-use crate::delivery::Dispatcher;
+use crate::delivery::{Dispatcher, Scheduler};
 use crate::domain::catalog::default_catalog;
 use crate::store::{self, Store};
 
@@ -21,6 +21,7 @@ pub struct Application {
     server: Server,
     store: Store,
     dispatcher: Arc<Dispatcher>,
+    scheduler: Arc<Scheduler>,
     workers: Vec<tokio::task::JoinHandle<()>>,
     stop_workers: tokio::sync::watch::Sender<bool>,
 }
@@ -59,17 +60,22 @@ impl Application {
             TcpListener::bind(settings.listen).with_context(|| format!("binding {}", settings.listen))?;
         let port = listener.local_addr()?.port();
         let max_body_size = settings.max_body_size;
-        let dispatcher = Arc::new(Dispatcher::new(store.clone(), clock.clone(), &settings)?);
+        let callback_base = settings.callback_base(port);
+        let dispatcher = Arc::new(Dispatcher::new(store.clone(), clock.clone(), &settings, callback_base)?);
         let (stop_workers, stopped) = tokio::sync::watch::channel(false);
-        let workers = (0..settings.workers)
+        let mut workers: Vec<_> = (0..settings.workers)
             .map(|_| actix_web::rt::spawn(dispatcher.clone().run(stopped.clone())))
             .collect();
+        let scheduler = Arc::new(Scheduler::new(store.clone(), clock.clone(), dispatcher.notifier()));
+        if settings.scheduler {
+            workers.push(actix_web::rt::spawn(scheduler.clone().run(stopped.clone())));
+        }
         let state = web::Data::new(AppState {
             store: store.clone(),
             clock,
             settings: Arc::new(settings),
             wake_workers: dispatcher.notifier(),
-            schemas: api::SchemaCache::default(),
+            schemas: crate::domain::schema::Schemas::default(),
         });
         let server = HttpServer::new(move || {
             App::new()
@@ -81,12 +87,17 @@ impl Application {
         })
         .listen(listener)?
         .run();
-        Ok(Self { port, server, store, dispatcher, workers, stop_workers })
+        Ok(Self { port, server, store, dispatcher, scheduler, workers, stop_workers })
     }
 
     /// The dispatcher the delivery loops run; tests drive it directly.
     pub fn dispatcher(&self) -> Arc<Dispatcher> {
         self.dispatcher.clone()
+    }
+
+    /// The scheduler that fires scheduled triggers; tests drive it directly.
+    pub fn scheduler(&self) -> Arc<Scheduler> {
+        self.scheduler.clone()
     }
 
     pub fn port(&self) -> u16 {

@@ -22,6 +22,8 @@ pub enum ApiError {
     MethodNotAllowed { message: String, allow: String },
     #[error("{0}")]
     Conflict(String),
+    #[error("{0}")]
+    Gone(String),
     #[error("{message}")]
     Unprocessable { message: String, causes: Vec<String> },
     #[error("{0}")]
@@ -59,6 +61,7 @@ impl ApiError {
             Self::NotFound(_) => "404 Not found",
             Self::MethodNotAllowed { .. } => "405 Method Not Allowed",
             Self::Conflict(_) => "409 Conflict",
+            Self::Gone(_) => "410 Gone",
             Self::Unprocessable { .. } => "422 Unprocessable Entity",
             Self::PayloadTooLarge(_) => "413 Payload Too Large",
             Self::UnsupportedMediaType(_) => "415 Unsupported Media Type",
@@ -100,6 +103,7 @@ impl ResponseError for ApiError {
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::Gone(_) => StatusCode::GONE,
             Self::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,

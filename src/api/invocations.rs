@@ -2,7 +2,7 @@
 //! list, and hookgate's invocation list and detail.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::NaiveDateTime;
@@ -15,16 +15,23 @@ use super::auth::Principal;
 use super::error::{ApiError, OrNotFound};
 use super::list::{ListParams, ListSpec, page_response, parse_flag};
 use super::{AppState, iso, json_from_bytes, parse_body, read_body};
+use crate::domain::duration::IsoDuration;
 use crate::domain::ids::{InvocationId, TriggerId};
 use crate::domain::invocation::{Invocation, InvocationKind, InvocationState, merge_params};
 use crate::domain::query::{self, CmpOp, FilterFields};
+use crate::domain::schema::Side;
 use crate::domain::scope;
-use crate::domain::subscription::Subscription;
 use crate::domain::trigger::Trigger;
+use crate::domain::trigger::TriggerType;
 use crate::store::invocations::{
-    self as store_invocations, Condition, InvocationView, NewEvent, Remembered, ReplayRefusal,
+    self as store_invocations, CompleteRefusal, Condition, InvocationView, NewEvent, Remembered,
+    ReplayRefusal,
 };
 use crate::store::{self, StoreError, write_transaction};
+
+fn internal(message: String) -> ApiError {
+    ApiError::Internal(anyhow::anyhow!(message))
+}
 
 const PUBLISH: &[&str] = &[scope::EVENTS_PUBLISH];
 /// Reading invocations and their attempts.
@@ -32,29 +39,6 @@ const INSPECT: &[&str] =
     &[scope::INVOCATION_STATUS_READ, scope::INVOCATION_STATUS_MANAGE, scope::DEAD_LETTERS_MANAGE];
 /// The most events one request may publish.
 const MAX_BATCH: usize = 1000;
-
-/// Compiled input schemas, by trigger id and the trigger's `updated` time.
-#[derive(Default)]
-pub struct SchemaCache(Mutex<HashMap<(String, NaiveDateTime), Arc<jsonschema::Validator>>>);
-
-impl SchemaCache {
-    fn validator(&self, trigger: &Trigger) -> Result<Arc<jsonschema::Validator>, ApiError> {
-        let key = (trigger.id.to_string(), trigger.updated);
-        let mut cache = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(v) = cache.get(&key) {
-            return Ok(v.clone());
-        }
-        let schema: Value = serde_json::from_str(&trigger.input_schema).map_err(|e| {
-            ApiError::Internal(anyhow::anyhow!("trigger {} has an unreadable input schema: {e}", trigger.id))
-        })?;
-        let validator = Arc::new(jsonschema::validator_for(&schema).map_err(|e| {
-            ApiError::Internal(anyhow::anyhow!("trigger {} has an invalid input schema: {e}", trigger.id))
-        })?);
-        cache.retain(|(id, _), _| id != trigger.id.as_str());
-        cache.insert(key, validator.clone());
-        Ok(validator)
-    }
-}
 
 /// SailPoint's `StartInvocationInput`.
 #[derive(Deserialize)]
@@ -66,7 +50,8 @@ struct StartInvocationInput {
     content_json: Option<Map<String, Value>>,
 }
 
-/// SailPoint's `Invocation`, plus the subscription it goes to.
+/// SailPoint's `Invocation`, plus the subscription it goes to and, when the producer waited,
+/// how the invocation ended.
 #[derive(Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct InvocationOut {
@@ -75,6 +60,14 @@ pub struct InvocationOut {
     subscription_id: String,
     secret: String,
     content_json: Value,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    state: Option<InvocationState>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    output: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    completed: Option<String>,
 }
 
 impl InvocationOut {
@@ -85,8 +78,77 @@ impl InvocationOut {
             subscription_id: i.subscription_id.to_string(),
             secret: i.secret.clone(),
             content_json: content_json.clone(),
+            state: None,
+            output: None,
+            error: None,
+            completed: None,
         }
     }
+}
+
+#[derive(Deserialize)]
+pub struct WaitParam {
+    #[serde(default)]
+    wait: Option<String>,
+}
+
+impl WaitParam {
+    /// `wait` as an ISO-8601 duration (`PT10S`) or a short one (`10s`), capped at `max`.
+    fn duration(&self, max: Duration) -> Result<Option<Duration>, ApiError> {
+        let Some(text) = self.wait.as_deref().map(str::trim).filter(|t| !t.is_empty()) else {
+            return Ok(None);
+        };
+        let wait = text
+            .parse::<IsoDuration>()
+            .map(|d| d.duration())
+            .or_else(|_| crate::config::parse_duration(text))
+            .map_err(|_| {
+                ApiError::bad_request(format!("wait: '{text}' is not a duration such as PT10S or 10s"))
+            })?;
+        Ok(Some(wait.min(max)))
+    }
+}
+
+/// Finished: delivered (with its output, for `REQUEST_RESPONSE`) or dead.
+fn finished(state: InvocationState) -> bool {
+    matches!(state, InvocationState::Delivered | InvocationState::Dead)
+}
+
+/// Waits up to `wait` for every invocation in `lists` to finish, then fills in how each ended.
+async fn await_results(
+    state: &AppState,
+    mut lists: Vec<Vec<InvocationOut>>,
+    wait: Duration,
+) -> Result<Vec<Vec<InvocationOut>>, ApiError> {
+    let until = tokio::time::Instant::now() + wait;
+    let ids: Vec<String> = lists.iter().flatten().map(|i| i.id.clone()).collect();
+    let mut pause = Duration::from_millis(10);
+    let found = loop {
+        let wanted = ids.clone();
+        let found = state
+            .store
+            .run(move |c| {
+                let refs: Vec<&str> = wanted.iter().map(String::as_str).collect();
+                store_invocations::by_ids(c, &refs)
+            })
+            .await?;
+        let now = tokio::time::Instant::now();
+        if found.iter().all(|i| finished(i.state)) || now >= until {
+            break found;
+        }
+        tokio::time::sleep(pause.min(until - now)).await;
+        pause = (pause * 2).min(Duration::from_millis(200));
+    };
+    let by_id: HashMap<String, Invocation> = found.into_iter().map(|i| (i.id.to_string(), i)).collect();
+    for out in lists.iter_mut().flatten() {
+        if let Some(i) = by_id.get(&out.id) {
+            out.state = Some(i.state);
+            out.output = i.output.as_deref().and_then(|o| serde_json::from_str(o).ok());
+            out.error = if i.state == InvocationState::Dead { i.last_error.clone() } else { None };
+            out.completed = i.completed.map(iso);
+        }
+    }
+    Ok(lists)
 }
 
 /// An event checked against its trigger, ready to fan out.
@@ -115,8 +177,10 @@ pub async fn start(
     state: web::Data<AppState>,
     req: HttpRequest,
     payload: web::Payload,
+    query: web::Query<WaitParam>,
 ) -> Result<HttpResponse, ApiError> {
     auth.require(PUBLISH)?;
+    let wait = query.duration(state.settings.max_wait)?;
     let key = idempotency_key(&req)?;
     let body = read_body(payload, state.settings.max_body_size).await?;
     let json = json_from_bytes(&req, &body)?;
@@ -164,19 +228,38 @@ pub async fn start(
             })
         })
         .await?;
-    match answer {
+    let (body, replayed) = match answer {
         Answer::Created(body) => {
             state.wake_workers.notify_waiters();
-            Ok(HttpResponse::Ok().content_type("application/json").body(body))
+            (body, false)
         }
-        Answer::Replayed(body) => Ok(HttpResponse::Ok()
-            .content_type("application/json")
-            .insert_header(("Idempotent-Replayed", "true"))
-            .body(body)),
-        Answer::KeyReused => Err(ApiError::Conflict(
-            "this Idempotency-Key was already used for a different request; use a new key".into(),
-        )),
+        Answer::Replayed(body) => (body, true),
+        Answer::KeyReused => {
+            return Err(ApiError::Conflict(
+                "this Idempotency-Key was already used for a different request; use a new key".into(),
+            ));
+        }
+    };
+    let body = match wait {
+        None => body,
+        Some(wait) => {
+            let lists: Vec<Vec<InvocationOut>> = if batch {
+                serde_json::from_str(&body)
+            } else {
+                serde_json::from_str(&body).map(|one| vec![one])
+            }
+            .map_err(|e| ApiError::Internal(e.into()))?;
+            let mut lists = await_results(&state, lists, wait).await?;
+            if batch { serde_json::to_string(&lists) } else { serde_json::to_string(&lists.remove(0)) }
+                .map_err(|e| ApiError::Internal(e.into()))?
+        }
+    };
+    let mut response = HttpResponse::Ok();
+    response.content_type("application/json");
+    if replayed {
+        response.insert_header(("Idempotent-Replayed", "true"));
     }
+    Ok(response.body(body))
 }
 
 enum Answer {
@@ -215,21 +298,7 @@ async fn check_all(state: &AppState, items: Vec<StartInvocationInput>) -> Result
         .map(|(index, item)| {
             let trigger = &triggers[&item.trigger_id];
             let input = Value::Object(item.input);
-            let validator = state.schemas.validator(trigger)?;
-            let problems: Vec<String> = validator
-                .iter_errors(&input)
-                .take(10)
-                .map(|e| {
-                    format!(
-                        "input{}: {e}",
-                        if e.instance_path.as_str().is_empty() {
-                            String::new()
-                        } else {
-                            e.instance_path.to_string()
-                        }
-                    )
-                })
-                .collect();
+            let problems = state.schemas.problems(trigger, Side::Input, &input).map_err(internal)?;
             if let Some(first) = problems.first() {
                 let at = if index > 0 { format!("event {index}: ") } else { String::new() };
                 return Err(ApiError::Unprocessable {
@@ -262,25 +331,13 @@ fn fan_out(conn: &mut store::AnyConnection, checked: &[Checked]) -> Result<Vec<N
             let subs = store::subscriptions::all_for_trigger(conn, &event.trigger_id)?;
             subscribers.insert(event.trigger_id.to_string(), subs);
         }
-        let matching: Vec<&Subscription> = subscribers[event.trigger_id.as_str()]
-            .iter()
-            .filter(|s| s.spec.enabled || s.disabled_reason.is_some())
-            .filter(|s| s.spec.filter.as_ref().is_none_or(|f| f.matches(&event.payload)))
-            .collect();
-        let (live, held): (Vec<&Subscription>, Vec<&Subscription>) =
-            matching.into_iter().partition(|s| s.spec.enabled);
-        events.push(NewEvent {
-            trigger_id: event.trigger_id.clone(),
-            kind: InvocationKind::RealTime,
-            input: event.input.clone(),
-            content_json: event.content_json.to_string(),
-            payload: event.payload.to_string(),
-            subscriptions: live.iter().map(|s| s.id.clone()).collect(),
-            held: held
-                .iter()
-                .map(|s| (s.id.clone(), s.disabled_reason.clone().unwrap_or_default()))
-                .collect(),
-        });
+        events.push(NewEvent::real_time(
+            &event.trigger_id,
+            event.input.clone(),
+            event.content_json.to_string(),
+            &event.payload,
+            &subscribers[event.trigger_id.as_str()],
+        ));
     }
     Ok(events)
 }
@@ -320,13 +377,8 @@ pub async fn test(
             _ => Map::new(),
         },
     };
-    let problems: Vec<String> = state
-        .schemas
-        .validator(&trigger)?
-        .iter_errors(&Value::Object(input.clone()))
-        .take(10)
-        .map(|e| format!("input{}: {e}", e.instance_path))
-        .collect();
+    let problems =
+        state.schemas.problems(&trigger, Side::Input, &Value::Object(input.clone())).map_err(internal)?;
     if let Some(first) = problems.first() {
         return Err(ApiError::BadRequest {
             message: format!("the input does not match the input schema of '{}': {first}", trigger.id),
@@ -412,6 +464,9 @@ pub(super) struct InvocationStatusOut {
     attempts: Option<i32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     next_attempt_at: Option<String>,
+    /// An awaiting invocation's response deadline.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    respond_by: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     last_error: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -461,12 +516,13 @@ impl InvocationStatusOut {
                     locale: "en-US",
                     message: i.last_error.clone().unwrap_or_else(|| "delivery failed".into()),
                 }),
-                output: None,
+                output: i.output.as_deref().and_then(|o| serde_json::from_str(o).ok()),
             },
             state: detailed.then_some(i.state),
             attempts: detailed.then_some(i.attempts),
             next_attempt_at: (detailed && i.state == InvocationState::Pending)
                 .then(|| iso(i.next_attempt_at)),
+            respond_by: (detailed && i.state == InvocationState::Awaiting).then(|| iso(i.next_attempt_at)),
             last_error: if detailed { i.last_error } else { None },
             attempt_log: None,
             replays: None,
@@ -691,5 +747,91 @@ pub async fn replay(
         Err(ReplayRefusal::SubscriptionDeleted) => {
             Err(ApiError::Conflict("its subscription was deleted; it cannot be delivered".into()))
         }
+    }
+}
+
+/// SailPoint's `CompleteInvocation`.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CompleteInvocationIn {
+    secret: String,
+    #[serde(default)]
+    output: Option<Value>,
+    #[serde(default)]
+    error: Option<String>,
+}
+
+/// A `REQUEST_RESPONSE` subscriber's callback: `{secret, output}` completes the invocation, and
+/// `{secret, error}` fails it. The invocation's secret is the credential; an `Authorization`
+/// header, as SailPoint's SDKs send, is neither needed nor checked.
+pub async fn complete(
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+    body: web::Json<Value>,
+) -> Result<HttpResponse, ApiError> {
+    let raw = id.into_inner();
+    let not_found = || ApiError::NotFound(format!("invocation '{raw}' was not found"));
+    let id: InvocationId = raw.parse().map_err(|_| not_found())?;
+    let request: CompleteInvocationIn = parse_body(body.into_inner())?;
+    let lookup = id.clone();
+    let invocation =
+        state.store.run(move |c| store_invocations::get(c, &lookup)).await.map_err(|e| match e {
+            StoreError::NotFound => not_found(),
+            other => other.into(),
+        })?;
+    if !crate::domain::secret::constant_time_eq(&request.secret, &invocation.secret) {
+        return Err(ApiError::Unauthorized(format!(
+            "the secret does not match invocation '{id}'; use the secret from its _metadata or start response"
+        )));
+    }
+    let trigger_id = invocation.trigger_id.clone();
+    let trigger =
+        state.store.run(move |c| store::triggers::get(c, &trigger_id)).await.map_err(|e| match e {
+            StoreError::NotFound => ApiError::Conflict(format!(
+                "the trigger of invocation '{id}' was deleted; it cannot complete"
+            )),
+            other => other.into(),
+        })?;
+    if trigger.kind != TriggerType::RequestResponse {
+        return Err(ApiError::bad_request(format!(
+            "invocation '{id}' is of FIRE_AND_FORGET trigger '{}'; only REQUEST_RESPONSE invocations complete",
+            trigger.id
+        )));
+    }
+    let result = match (request.error.filter(|e| !e.trim().is_empty()), request.output) {
+        (Some(error), _) => Err(error),
+        (None, Some(output)) => {
+            let problems = state.schemas.problems(&trigger, Side::Output, &output).map_err(internal)?;
+            if let Some(first) = problems.first() {
+                return Err(ApiError::BadRequest {
+                    message: format!(
+                        "the output does not match the output schema of '{}': {first}",
+                        trigger.id
+                    ),
+                    causes: problems,
+                });
+            }
+            Ok(output.to_string())
+        }
+        (None, None) => {
+            return Err(ApiError::bad_request("output is required (or error, to fail the invocation)"));
+        }
+    };
+    let (now, label) = (state.clock.now(), id.to_string());
+    let outcome = state
+        .store
+        .run(move |c| store_invocations::complete(c, &id, result.as_deref().map_err(String::as_str), now))
+        .await?;
+    match outcome {
+        Ok(()) => Ok(HttpResponse::NoContent().finish()),
+        Err(CompleteRefusal::PastDeadline(deadline)) => Err(ApiError::Gone(format!(
+            "invocation '{label}' missed its response deadline at {} and has failed; it can be replayed",
+            iso(deadline)
+        ))),
+        Err(CompleteRefusal::AlreadyCompleted { state: done, at }) => Err(ApiError::Conflict(format!(
+            "invocation '{label}' was already completed{} ({})",
+            at.map(|t| format!(" at {}", iso(t))).unwrap_or_default(),
+            if done == InvocationState::Delivered { "with an output" } else { "as failed" }
+        ))),
     }
 }

@@ -15,7 +15,6 @@ mod subscriptions;
 mod telemetry;
 mod triggers;
 
-pub use invocations::SchemaCache;
 pub use telemetry::request_span;
 
 use std::sync::Arc;
@@ -53,8 +52,8 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     /// Wakes the delivery loops after a publish commits.
     pub wake_workers: Arc<tokio::sync::Notify>,
-    /// Compiled input schemas, by trigger id and version.
-    pub schemas: SchemaCache,
+    /// Compiled trigger schemas, by trigger id and version.
+    pub schemas: crate::domain::schema::Schemas,
 }
 
 /// Reads a request body of at most `limit` bytes.
@@ -163,6 +162,7 @@ routes! {
         ("trigger-invocations", "") => { GET => invocations::list }
         ("trigger-invocations", "/{id}") => { GET => invocations::get }
         ("trigger-invocations", "/{id}/replay") => { POST => invocations::replay }
+        ("trigger-invocations", "/{id}/complete") => { POST => invocations::complete }
         ("dead-letters", "") => { GET => dead_letters::list }
         ("dead-letters", "/replay") => { POST => dead_letters::replay }
     }

@@ -11,6 +11,7 @@ use super::list::{ListParams, ListSpec};
 use super::{iso, patch};
 use crate::domain::ids::TriggerId;
 use crate::domain::query::CmpOp;
+use crate::domain::schedule::Schedule;
 use crate::domain::scope;
 use crate::domain::trigger::{Trigger, TriggerSpec, TriggerType};
 use crate::store;
@@ -27,6 +28,8 @@ const PATCHABLE: &[&str] = &[
     "exampleOutput",
     "params",
     "enabled",
+    "schedule",
+    "timezone",
 ];
 
 #[derive(Serialize)]
@@ -44,6 +47,10 @@ struct TriggerOut {
     example_output: Option<Value>,
     params: Map<String, Value>,
     enabled: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    schedule: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    timezone: Option<String>,
     created: String,
     updated: String,
 }
@@ -61,6 +68,8 @@ impl From<Trigger> for TriggerOut {
             example_output: t.example_output,
             params: t.params,
             enabled: t.enabled,
+            schedule: t.schedule.as_ref().map(|s| s.expression().to_owned()),
+            timezone: t.schedule.as_ref().and_then(|s| s.timezone().map(str::to_owned)),
             created: iso(t.created),
             updated: iso(t.updated),
         }
@@ -98,6 +107,8 @@ struct TriggerIn {
     example_output: Option<Value>,
     params: Option<Map<String, Value>>,
     enabled: Option<bool>,
+    schedule: Option<String>,
+    timezone: Option<String>,
 }
 
 impl TriggerIn {
@@ -108,6 +119,14 @@ impl TriggerIn {
         {
             return Err(ApiError::bad_request("id is immutable: the body's id differs from the path's"));
         }
+        let schedule = match (self.schedule.as_deref(), self.timezone.as_deref()) {
+            (None, None) => None,
+            (None, Some(_)) => return Err(ApiError::bad_request("timezone: needs a schedule")),
+            (Some(expression), timezone) => Some(
+                Schedule::parse(expression, timezone)
+                    .map_err(|m| ApiError::bad_request(format!("schedule: {m}")))?,
+            ),
+        };
         let spec = TriggerSpec {
             id,
             name: self.name,
@@ -119,6 +138,7 @@ impl TriggerIn {
             example_output: self.example_output.filter(|v| !v.is_null()),
             params: self.params.unwrap_or_default(),
             enabled: self.enabled.unwrap_or(true),
+            schedule,
         };
         spec.validate()
             .map_err(|e| ApiError::BadRequest { message: e.to_string(), causes: vec![e.to_string()] })?;

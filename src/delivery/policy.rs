@@ -4,6 +4,8 @@ use std::time::Duration;
 
 use backon::{BackoffBuilder as _, ConstantBuilder};
 
+use crate::domain::subscription::DispatchMode;
+
 /// The result of one HTTP attempt, as far as the retry rules care.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AttemptResult {
@@ -32,6 +34,40 @@ pub fn classify(result: &AttemptResult) -> Verdict {
         AttemptResult::Status { code: 410, .. } => Verdict::Gone,
         AttemptResult::Status { retry_after, .. } => Verdict::Retry { retry_after },
         AttemptResult::Failed { .. } => Verdict::Retry { retry_after: None },
+    }
+}
+
+/// What a `REQUEST_RESPONSE` subscriber's answer means.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Response {
+    /// The body is the output (SYNC, or DYNAMIC answering 200); it still has to pass the schema.
+    Output,
+    /// The subscriber will call `complete` (ASYNC, or DYNAMIC answering 202).
+    Acknowledged,
+    /// Late or malformed: the invocation fails for this reason, with no retry.
+    Failed(String),
+    /// Not an answer at all (410, errors, other statuses): as for fire-and-forget.
+    Undelivered(Verdict),
+}
+
+/// SYNC: 200 with the output. ASYNC: any 2xx acknowledges. DYNAMIC: either. A timeout means the
+/// answer came too late, which fails the invocation (a retry would be later still).
+pub fn classify_response(mode: DispatchMode, result: &AttemptResult) -> Response {
+    match (mode, result) {
+        (_, AttemptResult::Failed { timed_out: true }) => {
+            Response::Failed("no answer within the response timeout".into())
+        }
+        (_, AttemptResult::Status { code, .. }) if (200..300).contains(code) => match (mode, code) {
+            (DispatchMode::Async, _) | (DispatchMode::Dynamic, 202) => Response::Acknowledged,
+            (_, 200) => Response::Output,
+            (DispatchMode::Sync, code) => {
+                Response::Failed(format!("answered {code}; a SYNC subscriber answers 200 with the output"))
+            }
+            (_, code) => Response::Failed(format!(
+                "answered {code}; a DYNAMIC subscriber answers 200 with the output, or 202 and calls back"
+            )),
+        },
+        _ => Response::Undelivered(classify(result)),
     }
 }
 
@@ -156,5 +192,26 @@ mod tests {
         assert_eq!(capped, Duration::from_secs(3600));
         let short = p.delay(3, Some(Duration::from_secs(1)), Some(1)).unwrap();
         assert!(short >= Duration::from_secs(1440));
+    }
+
+    #[test]
+    fn request_response_answers_follow_the_dispatch_mode() {
+        let status = |code| AttemptResult::Status { code, retry_after: None };
+        assert_eq!(classify_response(DispatchMode::Sync, &status(200)), Response::Output);
+        assert!(matches!(classify_response(DispatchMode::Sync, &status(202)), Response::Failed(_)));
+        assert_eq!(classify_response(DispatchMode::Async, &status(200)), Response::Acknowledged);
+        assert_eq!(classify_response(DispatchMode::Async, &status(204)), Response::Acknowledged);
+        assert_eq!(classify_response(DispatchMode::Dynamic, &status(200)), Response::Output);
+        assert_eq!(classify_response(DispatchMode::Dynamic, &status(202)), Response::Acknowledged);
+        assert!(matches!(classify_response(DispatchMode::Dynamic, &status(204)), Response::Failed(_)));
+        assert!(matches!(
+            classify_response(DispatchMode::Sync, &AttemptResult::Failed { timed_out: true }),
+            Response::Failed(_)
+        ));
+        assert_eq!(
+            classify_response(DispatchMode::Async, &status(503)),
+            Response::Undelivered(Verdict::Retry { retry_after: None })
+        );
+        assert_eq!(classify_response(DispatchMode::Sync, &status(410)), Response::Undelivered(Verdict::Gone));
     }
 }

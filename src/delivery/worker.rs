@@ -3,26 +3,31 @@
 //! an HTTP request; an invocation whose lease expires (a crashed worker) is claimed again.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use chrono::TimeDelta;
+use chrono::{NaiveDateTime, TimeDelta};
 use reqwest::header::{CONTENT_TYPE, HeaderValue, RETRY_AFTER};
 use tokio::sync::{Notify, watch};
 use tracing::Instrument as _;
 
 use super::guard::{GuardedResolver, TargetGuard};
-use super::policy::{AttemptResult, RetryPolicy, Verdict, classify};
+use super::policy::{AttemptResult, Response, RetryPolicy, Verdict, classify, classify_response};
 use super::signer::{SigningKey, signature_header};
 use crate::clock::SharedClock;
 use crate::config::Settings;
 use crate::domain::invocation::{Attempt, InvocationKind};
-use crate::domain::subscription::{HttpAuth, Subscription};
+use crate::domain::schema::{Schemas, Side};
+use crate::domain::subscription::{DispatchMode, HttpAuth, Subscription};
+use crate::domain::trigger::{Trigger, TriggerType};
 use crate::store::invocations::{self, Claimed, Next, Outcome};
-use crate::store::{Store, StoreError, subscriptions};
+use crate::store::{Store, StoreError, subscriptions, triggers};
 
 /// The most of a subscriber's response body that is kept.
 pub const MAX_RESPONSE_BYTES: usize = 16 * 1024;
+
+/// The largest `REQUEST_RESPONSE` output read from a subscriber's answer.
+pub const MAX_OUTPUT_BYTES: usize = 1024 * 1024;
 
 /// Tells running delivery loops to stop.
 pub type Shutdown = watch::Receiver<bool>;
@@ -38,6 +43,13 @@ pub struct Dispatcher {
     batch_size: u32,
     poll_interval: Duration,
     notify: Arc<Notify>,
+    schemas: Schemas,
+    /// How long a `REQUEST_RESPONSE` subscriber has to answer.
+    response_timeout: Duration,
+    /// Where `complete` callbacks go: `{callback_base}/trigger-invocations/v1/{id}/complete`.
+    callback_base: String,
+    /// When overdue awaiting invocations were last failed.
+    last_sweep: Mutex<Option<NaiveDateTime>>,
     /// Fixes retry jitter (tests); `None` draws it at random.
     pub jitter_seed: Option<u64>,
 }
@@ -49,7 +61,12 @@ impl std::fmt::Debug for Dispatcher {
 }
 
 impl Dispatcher {
-    pub fn new(store: Store, clock: SharedClock, settings: &Settings) -> anyhow::Result<Self> {
+    pub fn new(
+        store: Store,
+        clock: SharedClock,
+        settings: &Settings,
+        callback_base: String,
+    ) -> anyhow::Result<Self> {
         let guard = TargetGuard::new(settings.allowed_target_networks.clone());
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
@@ -74,6 +91,10 @@ impl Dispatcher {
             batch_size: settings.batch_size,
             poll_interval: settings.poll_interval,
             notify: Arc::new(Notify::new()),
+            schemas: Schemas::default(),
+            response_timeout: settings.response_timeout,
+            callback_base,
+            last_sweep: Mutex::new(None),
             jitter_seed: None,
         })
     }
@@ -83,8 +104,26 @@ impl Dispatcher {
         self.notify.clone()
     }
 
+    /// Fails awaiting invocations whose response deadline passed, at most once a second.
+    async fn expire_overdue(&self) -> Result<(), StoreError> {
+        let now = self.clock.now();
+        {
+            let mut last = self.last_sweep.lock().unwrap_or_else(PoisonError::into_inner);
+            if last.is_some_and(|at| now < at + TimeDelta::seconds(1)) {
+                return Ok(());
+            }
+            *last = Some(now);
+        }
+        let expired = self.store.run(move |c| invocations::expire_overdue(c, now)).await?;
+        if expired > 0 {
+            tracing::info!(expired, "response deadlines passed");
+        }
+        Ok(())
+    }
+
     /// Claims one batch, delivers it and records the outcomes; returns how many it handled.
     pub async fn run_once(&self) -> Result<usize, StoreError> {
+        self.expire_overdue().await?;
         let (owner, now, lease, limit) =
             (self.owner.clone(), self.clock.now(), self.lease, i64::from(self.batch_size));
         let batch = self.store.run(move |c| invocations::claim(c, &owner, now, lease, limit)).await?;
@@ -145,7 +184,21 @@ impl Dispatcher {
                 let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
                 let subs = subscriptions::by_ids(c, &refs)?;
                 let secrets = subscriptions::signing_secrets_of(c, &refs, now)?;
+                let mut trigger_ids: Vec<_> = subs.iter().map(|s| s.trigger_id.clone()).collect();
+                trigger_ids.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+                trigger_ids.dedup();
+                let mut request_response = HashMap::new();
+                for id in trigger_ids {
+                    match triggers::get(c, &id) {
+                        Ok(t) if t.kind == TriggerType::RequestResponse => {
+                            request_response.insert(id.to_string(), t);
+                        }
+                        Ok(_) | Err(StoreError::NotFound) => {}
+                        Err(e) => return Err(e),
+                    }
+                }
                 Ok(Context {
+                    request_response,
                     keys: secrets
                         .into_iter()
                         .map(|(id, list)| (id, list.iter().filter_map(SigningKey::from_secret).collect()))
@@ -202,7 +255,24 @@ impl Dispatcher {
                 };
             }
             let keys = context.keys.get(sub_id).map_or(&[][..], Vec::as_slice);
-            let (result, response, error) = self.send(claimed, subscription, keys).await;
+            let trigger = context.request_response.get(subscription.trigger_id.as_str());
+            let (result, response, error) = self.send(claimed, subscription, keys, trigger.is_some()).await;
+            if let Some(trigger) = trigger
+                && let Some((next, failure)) =
+                    self.answered(trigger, subscription, &result, response.as_deref())
+            {
+                let code = match result {
+                    AttemptResult::Status { code, .. } => Some(code),
+                    AttemptResult::Failed { .. } => None,
+                };
+                let mut a = attempt(code, response.map(|r| truncate(r, MAX_RESPONSE_BYTES)), error);
+                if let Some(reason) = failure {
+                    a.error = Some(reason);
+                }
+                tracing::debug!(status = ?a.status, next = ?next, "request/response attempt finished");
+                return Outcome { invocation: invocation.id.clone(), attempt: a, next, disable: None };
+            }
+            let response = response.map(|r| truncate(r, MAX_RESPONSE_BYTES));
             let a = attempt(
                 match result {
                     AttemptResult::Status { code, .. } => Some(code),
@@ -237,12 +307,72 @@ impl Dispatcher {
         .await
     }
 
-    /// Makes the HTTP request; returns what came back, the kept body, and an error text.
+    /// What a `REQUEST_RESPONSE` subscriber's answer settles: the next state and, for a failure,
+    /// its reason. `None` when it was no answer at all (retried like any delivery).
+    fn answered(
+        &self,
+        trigger: &Trigger,
+        subscription: &Subscription,
+        result: &AttemptResult,
+        body: Option<&str>,
+    ) -> Option<(Next, Option<String>)> {
+        match classify_response(subscription.spec.target.dispatch_mode, result) {
+            Response::Acknowledged => {
+                let deadline = TimeDelta::from_std(subscription.spec.response_deadline.duration())
+                    .unwrap_or(TimeDelta::hours(1));
+                Some((Next::Awaiting(self.clock.now() + deadline), None))
+            }
+            Response::Output => Some(match self.check_output(trigger, body) {
+                Ok(output) => (Next::Answered(output), None),
+                Err(reason) => (Next::Dead, Some(reason)),
+            }),
+            Response::Failed(reason) => Some((Next::Dead, Some(reason))),
+            Response::Undelivered(_) => None,
+        }
+    }
+
+    /// Parses and checks a SYNC or DYNAMIC answer against the trigger's output schema; returns
+    /// the output as JSON text, or why it is not one.
+    fn check_output(&self, trigger: &Trigger, body: Option<&str>) -> Result<String, String> {
+        let body = body.map(str::trim).filter(|b| !b.is_empty()).ok_or("answered without an output")?;
+        let output: serde_json::Value =
+            serde_json::from_str(body).map_err(|e| format!("the answer is not JSON: {e}"))?;
+        let problems = self.schemas.problems(trigger, Side::Output, &output)?;
+        if let Some(first) = problems.first() {
+            return Err(format!("the answer does not match the output schema of '{}': {first}", trigger.id));
+        }
+        Ok(output.to_string())
+    }
+
+    /// The body a subscriber receives: the stored payload, plus SailPoint's `_metadata` for
+    /// `REQUEST_RESPONSE` subscriptions that may call back (ASYNC, DYNAMIC).
+    fn body_for(&self, claimed: &Claimed, subscription: &Subscription, request_response: bool) -> String {
+        let mode = subscription.spec.target.dispatch_mode;
+        if !request_response || mode == DispatchMode::Sync {
+            return claimed.payload.clone();
+        }
+        let invocation = &claimed.invocation;
+        let metadata = serde_json::json!({
+            "callbackURL": format!("{}/trigger-invocations/v1/{}/complete", self.callback_base, invocation.id),
+            "responseMode": mode.as_str().to_ascii_lowercase(),
+            "secret": invocation.secret,
+            "triggerId": invocation.trigger_id.as_str(),
+            "triggerType": "requestResponse",
+        });
+        let payload = claimed.payload.trim_end();
+        let Some(open) = payload.strip_suffix('}') else { return claimed.payload.clone() };
+        let separator = if open.trim_end().ends_with('{') { "" } else { "," };
+        format!("{open}{separator}\"_metadata\":{metadata}}}")
+    }
+
+    /// Makes the HTTP request; returns what came back, the body read (up to the body limit for a
+    /// `REQUEST_RESPONSE` answer, else the kept size), and an error text.
     async fn send(
         &self,
         claimed: &Claimed,
         subscription: &Subscription,
         keys: &[SigningKey],
+        request_response: bool,
     ) -> (AttemptResult, Option<String>, Option<String>) {
         let target = &subscription.spec.target;
         if let Ok(url) = reqwest::Url::parse(&target.url) {
@@ -260,7 +390,8 @@ impl Dispatcher {
         let invocation = &claimed.invocation;
         let id = invocation.id.as_str();
         let timestamp = self.clock.now().and_utc().timestamp();
-        let body = claimed.payload.as_bytes();
+        let payload = self.body_for(claimed, subscription, request_response);
+        let body = payload.as_bytes();
         let mut request = self
             .client
             .post(&target.url)
@@ -270,7 +401,13 @@ impl Dispatcher {
             .header("webhook-signature", signature_header(keys, id, timestamp, body))
             .header("hookgate-trigger", invocation.trigger_id.as_str())
             .header("hookgate-attempt", invocation.attempts.to_string())
-            .body(claimed.payload.clone());
+            .body(payload.clone());
+        let limit = if request_response {
+            request = request.timeout(self.response_timeout);
+            MAX_OUTPUT_BYTES
+        } else {
+            MAX_RESPONSE_BYTES
+        };
         request = match &target.auth {
             HttpAuth::None => request,
             HttpAuth::Basic { user, password } => request.basic_auth(user, Some(password.expose())),
@@ -294,9 +431,9 @@ impl Dispatcher {
         loop {
             match response.chunk().await {
                 Ok(Some(chunk)) => {
-                    let room = MAX_RESPONSE_BYTES - kept.len();
+                    let room = limit - kept.len();
                     kept.extend_from_slice(&chunk[..chunk.len().min(room)]);
-                    if kept.len() >= MAX_RESPONSE_BYTES {
+                    if kept.len() >= limit {
                         break;
                     }
                 }
@@ -312,7 +449,21 @@ impl Dispatcher {
     }
 }
 
+/// Cuts a kept response body to `max` bytes, on a character boundary.
+fn truncate(mut text: String, max: usize) -> String {
+    if text.len() > max {
+        let mut end = max;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+    }
+    text
+}
+
 struct Context {
+    /// The `REQUEST_RESPONSE` triggers of the batch's subscriptions, by id.
+    request_response: HashMap<String, Trigger>,
     subscriptions: HashMap<String, Subscription>,
     keys: HashMap<String, Vec<SigningKey>>,
 }

@@ -40,6 +40,7 @@ pub fn default_catalog() -> Result<Vec<TriggerSpec>, SpecError> {
                 example_output: e.example_output,
                 params: e.params,
                 enabled: true,
+                schedule: None,
             };
             spec.validate().map_err(|err| SpecError::new("catalog", format!("{}: {err}", spec.id)))?;
             Ok(spec)

@@ -33,11 +33,14 @@ impl InvocationKind {
 
 /// Where an invocation is in its life: pending (due at `next_attempt_at`) → in flight (leased by
 /// a worker) → delivered, or back to pending for a retry, or dead once attempts are exhausted.
+/// A `REQUEST_RESPONSE` invocation the subscriber acknowledged (ASYNC, or DYNAMIC with 202) is
+/// awaiting its `complete` callback until `next_attempt_at`, its response deadline.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum InvocationState {
     Pending,
     InFlight,
+    Awaiting,
     Delivered,
     Dead,
 }
@@ -47,6 +50,7 @@ impl InvocationState {
         match self {
             Self::Pending => "PENDING",
             Self::InFlight => "IN_FLIGHT",
+            Self::Awaiting => "AWAITING",
             Self::Delivered => "DELIVERED",
             Self::Dead => "DEAD",
         }
@@ -55,6 +59,7 @@ impl InvocationState {
         match s {
             "PENDING" => Some(Self::Pending),
             "IN_FLIGHT" => Some(Self::InFlight),
+            "AWAITING" => Some(Self::Awaiting),
             "DELIVERED" => Some(Self::Delivered),
             "DEAD" => Some(Self::Dead),
             _ => None,
@@ -79,6 +84,8 @@ pub struct Invocation {
     pub completed: Option<NaiveDateTime>,
     /// Set by a forced replay: delivered even while the subscription is disabled.
     pub deliver_when_disabled: bool,
+    /// A `REQUEST_RESPONSE` invocation's output (JSON text), once it has one.
+    pub output: Option<String>,
 }
 
 /// One HTTP request made for an invocation.

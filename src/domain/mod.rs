@@ -6,6 +6,8 @@ pub mod filter;
 pub mod ids;
 pub mod invocation;
 pub mod query;
+pub mod schedule;
+pub mod schema;
 pub mod scope;
 pub mod secret;
 pub mod subscription;

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::ids::TriggerId;
+use super::schedule::Schedule;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
@@ -51,6 +52,8 @@ pub struct Trigger {
     pub example_output: Option<Value>,
     pub params: serde_json::Map<String, Value>,
     pub enabled: bool,
+    /// Fires the trigger on its own at each tick.
+    pub schedule: Option<Schedule>,
     pub created: NaiveDateTime,
     pub updated: NaiveDateTime,
 }
@@ -68,6 +71,7 @@ pub struct TriggerSpec {
     pub example_output: Option<Value>,
     pub params: serde_json::Map<String, Value>,
     pub enabled: bool,
+    pub schedule: Option<Schedule>,
 }
 
 /// A field-level problem with a trigger definition.
@@ -82,6 +86,16 @@ impl SpecError {
     pub fn new(field: &'static str, message: impl Into<String>) -> Self {
         Self { field, message: message.into() }
     }
+}
+
+/// The input of a scheduled firing: the tick's time.
+pub fn scheduled_input(tick: NaiveDateTime) -> serde_json::Map<String, Value> {
+    let mut input = serde_json::Map::new();
+    input.insert(
+        "tick".into(),
+        Value::String(tick.and_utc().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
+    );
+    input
 }
 
 /// Compiles `schema` (JSON text) as a JSON Schema and checks `example` against it.
@@ -128,6 +142,20 @@ impl TriggerSpec {
         if self.kind == TriggerType::FireAndForget && self.example_output.is_some() {
             return Err(SpecError::new("exampleOutput", "is only allowed on REQUEST_RESPONSE triggers"));
         }
+        if self.schedule.is_some() {
+            let tick = scheduled_input(chrono::DateTime::UNIX_EPOCH.naive_utc());
+            check_schema("inputSchema", &self.input_schema, "schedule", Some(&Value::Object(tick))).map_err(
+                |e| {
+                    SpecError::new(
+                        "schedule",
+                        format!(
+                            "the input schema must accept a tick's input {{\"tick\": \"<time>\"}}: {}",
+                            e.message
+                        ),
+                    )
+                },
+            )?;
+        }
         Ok(())
     }
 }
@@ -149,6 +177,7 @@ mod tests {
             example_output: None,
             params: serde_json::Map::new(),
             enabled: true,
+            schedule: None,
         }
     }
 

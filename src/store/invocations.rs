@@ -10,6 +10,7 @@ use super::schema::{attempts, events, idempotency_keys, invocations};
 use super::{AnyConnection, StoreError, write_transaction};
 use crate::domain::ids::{InvocationId, SubscriptionId, TriggerId};
 use crate::domain::invocation::{Attempt, Invocation, InvocationKind, InvocationState};
+use crate::domain::subscription::Subscription;
 
 /// An event to store, with the subscriptions it goes to.
 #[derive(Debug, Clone)]
@@ -24,6 +25,36 @@ pub struct NewEvent {
     /// Subscriptions switched off by a 410: the event is kept for them as a dead letter with this
     /// reason, so it can be replayed once they are enabled again.
     pub held: Vec<(SubscriptionId, String)>,
+}
+
+impl NewEvent {
+    /// A real-time event for the enabled `subscribers` whose filter matches `payload`; those a 410
+    /// switched off keep it as a dead letter to replay once re-enabled.
+    pub fn real_time(
+        trigger_id: &TriggerId,
+        input: String,
+        content_json: String,
+        payload: &serde_json::Value,
+        subscribers: &[Subscription],
+    ) -> Self {
+        let matching = subscribers
+            .iter()
+            .filter(|s| s.spec.enabled || s.disabled_reason.is_some())
+            .filter(|s| s.spec.filter.as_ref().is_none_or(|f| f.matches(payload)));
+        let (live, held): (Vec<&Subscription>, Vec<&Subscription>) = matching.partition(|s| s.spec.enabled);
+        Self {
+            trigger_id: trigger_id.clone(),
+            kind: InvocationKind::RealTime,
+            input,
+            content_json,
+            payload: payload.to_string(),
+            subscriptions: live.iter().map(|s| s.id.clone()).collect(),
+            held: held
+                .iter()
+                .map(|s| (s.id.clone(), s.disabled_reason.clone().unwrap_or_default()))
+                .collect(),
+        }
+    }
 }
 
 #[derive(Queryable, Insertable)]
@@ -45,6 +76,7 @@ struct InvocationRow {
     updated: NaiveDateTime,
     completed: Option<NaiveDateTime>,
     deliver_when_disabled: bool,
+    output: Option<String>,
 }
 
 impl InvocationRow {
@@ -75,6 +107,7 @@ impl InvocationRow {
             created: now,
             updated: now,
             deliver_when_disabled: false,
+            output: None,
         }
     }
 
@@ -96,6 +129,7 @@ impl InvocationRow {
             updated: self.updated,
             completed: self.completed,
             deliver_when_disabled: self.deliver_when_disabled,
+            output: self.output,
         })
     }
 }
@@ -306,6 +340,10 @@ pub fn claim(
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Next {
     Delivered,
+    /// Delivered, and the subscriber answered with this output (`REQUEST_RESPONSE`, SYNC or DYNAMIC).
+    Answered(String),
+    /// Acknowledged (`REQUEST_RESPONSE`, ASYNC or DYNAMIC): `complete` is due before this deadline.
+    Awaiting(NaiveDateTime),
     RetryAt(NaiveDateTime),
     Dead,
 }
@@ -363,9 +401,15 @@ pub fn record(
                 .execute(conn)?;
         }
         for outcome in outcomes.iter().filter(|o| o.next != Next::Delivered) {
-            let (state, next_at, completed) = match outcome.next {
-                Next::RetryAt(at) => (InvocationState::Pending, at, None),
-                Next::Dead | Next::Delivered => (InvocationState::Dead, now, Some(now)),
+            let (state, next_at, completed, output) = match &outcome.next {
+                Next::RetryAt(at) => (InvocationState::Pending, *at, None, None),
+                Next::Awaiting(deadline) => (InvocationState::Awaiting, *deadline, None, None),
+                Next::Answered(output) => (InvocationState::Delivered, now, Some(now), Some(output.as_str())),
+                Next::Dead | Next::Delivered => (InvocationState::Dead, now, Some(now), None),
+            };
+            let error = match state {
+                InvocationState::Pending | InvocationState::Dead => last_error(&outcome.attempt),
+                _ => None,
             };
             diesel::update(invocations::table.find(outcome.invocation.as_str()).filter(held))
                 .set((
@@ -373,8 +417,9 @@ pub fn record(
                     invocations::next_attempt_at.eq(next_at),
                     invocations::lease_owner.eq(None::<String>),
                     invocations::lease_expires_at.eq(None::<NaiveDateTime>),
-                    invocations::last_error.eq(last_error(&outcome.attempt)),
+                    invocations::last_error.eq(error),
                     invocations::completed.eq(completed),
+                    invocations::output.eq(output),
                     invocations::updated.eq(now),
                 ))
                 .execute(conn)?;
@@ -410,6 +455,89 @@ pub fn release(conn: &mut AnyConnection, owner: &str, now: NaiveDateTime) -> Res
         invocations::updated.eq(now),
     ))
     .execute(conn)?)
+}
+
+/// Why an awaiting invocation failed when its response deadline passed.
+pub const DEADLINE_PASSED: &str = "no complete callback arrived before the response deadline";
+
+/// Fails every awaiting invocation whose response deadline has passed; returns how many.
+pub fn expire_overdue(conn: &mut AnyConnection, now: NaiveDateTime) -> Result<usize, StoreError> {
+    Ok(diesel::update(
+        invocations::table
+            .filter(invocations::state.eq(InvocationState::Awaiting.as_str()))
+            .filter(invocations::next_attempt_at.le(now)),
+    )
+    .set((
+        invocations::state.eq(InvocationState::Dead.as_str()),
+        invocations::last_error.eq(DEADLINE_PASSED),
+        invocations::completed.eq(Some(now)),
+        invocations::updated.eq(now),
+    ))
+    .execute(conn)?)
+}
+
+/// Why a `complete` callback was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CompleteRefusal {
+    /// The invocation already has its result (delivered with an output, or failed).
+    AlreadyCompleted { state: InvocationState, at: Option<NaiveDateTime> },
+    /// The response deadline passed (at this time); the invocation has failed.
+    PastDeadline(NaiveDateTime),
+}
+
+/// Completes a `REQUEST_RESPONSE` invocation with its output (`Ok`) or the subscriber's error
+/// (`Err`): delivered or dead, either way finished. A callback that arrives before the
+/// subscriber's acknowledgement was recorded is accepted too.
+pub fn complete(
+    conn: &mut AnyConnection,
+    id: &InvocationId,
+    result: Result<&str, &str>,
+    now: NaiveDateTime,
+) -> Result<Result<(), CompleteRefusal>, StoreError> {
+    write_transaction(conn, |conn| {
+        let invocation = get(conn, id)?;
+        match invocation.state {
+            InvocationState::Delivered | InvocationState::Dead => {
+                let at = invocation.completed;
+                return Ok(Err(if invocation.last_error.as_deref() == Some(DEADLINE_PASSED) {
+                    CompleteRefusal::PastDeadline(invocation.next_attempt_at)
+                } else {
+                    CompleteRefusal::AlreadyCompleted { state: invocation.state, at }
+                }));
+            }
+            InvocationState::Awaiting if invocation.next_attempt_at <= now => {
+                expire_overdue(conn, now)?;
+                return Ok(Err(CompleteRefusal::PastDeadline(invocation.next_attempt_at)));
+            }
+            _ => {}
+        }
+        let (state, output, error) = match result {
+            Ok(output) => (InvocationState::Delivered, Some(output), None),
+            Err(error) => (InvocationState::Dead, None, Some(format!("the subscriber reported: {error}"))),
+        };
+        let changed = diesel::update(
+            invocations::table.find(id.as_str()).filter(invocations::state.eq(invocation.state.as_str())),
+        )
+        .set((
+            invocations::state.eq(state.as_str()),
+            invocations::output.eq(output),
+            invocations::last_error.eq(error),
+            invocations::lease_owner.eq(None::<String>),
+            invocations::lease_expires_at.eq(None::<NaiveDateTime>),
+            invocations::next_attempt_at.eq(now),
+            invocations::completed.eq(Some(now)),
+            invocations::updated.eq(now),
+        ))
+        .execute(conn)?;
+        if changed == 0 {
+            let now_state = get(conn, id)?;
+            return Ok(Err(CompleteRefusal::AlreadyCompleted {
+                state: now_state.state,
+                at: now_state.completed,
+            }));
+        }
+        Ok(Ok(()))
+    })
 }
 
 pub fn get(conn: &mut AnyConnection, id: &InvocationId) -> Result<Invocation, StoreError> {
@@ -450,6 +578,18 @@ pub fn attempts_of(conn: &mut AnyConnection, id: &InvocationId) -> Result<Vec<At
             error: r.error,
         })
         .collect())
+}
+
+/// The invocations with these ids, in no particular order.
+pub fn by_ids(conn: &mut AnyConnection, ids: &[&str]) -> Result<Vec<Invocation>, StoreError> {
+    let mut out = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(500) {
+        let rows: Vec<InvocationRow> = invocations::table.filter(invocations::id.eq_any(chunk)).load(conn)?;
+        for row in rows {
+            out.push(row.into_domain()?);
+        }
+    }
+    Ok(out)
 }
 
 /// Counts invocations in each state (for tests and metrics).
@@ -582,6 +722,7 @@ fn requeue(
             invocations::last_error.eq(None::<String>),
             invocations::completed.eq(None::<NaiveDateTime>),
             invocations::deliver_when_disabled.eq(deliver_when_disabled),
+            invocations::output.eq(None::<String>),
             invocations::updated.eq(now),
         ))
         .execute(conn)?;
@@ -608,7 +749,10 @@ pub fn replay(
 ) -> Result<Result<(), ReplayRefusal>, StoreError> {
     write_transaction(conn, |conn| {
         let invocation = get(conn, id)?;
-        if matches!(invocation.state, InvocationState::Pending | InvocationState::InFlight) {
+        if matches!(
+            invocation.state,
+            InvocationState::Pending | InvocationState::InFlight | InvocationState::Awaiting
+        ) {
             return Ok(Err(ReplayRefusal::InProgress));
         }
         let sub = invocation.subscription_id.as_str();

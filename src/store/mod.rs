@@ -4,6 +4,7 @@ pub mod clients;
 mod connection;
 mod error;
 pub mod invocations;
+pub mod schedules;
 mod schema;
 pub mod subscriptions;
 pub mod triggers;

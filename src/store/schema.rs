@@ -22,6 +22,8 @@ diesel::table! {
         enabled -> Bool,
         created -> Timestamp,
         updated -> Timestamp,
+        schedule -> Nullable<Text>,
+        timezone -> Nullable<Text>,
     }
 }
 
@@ -109,6 +111,7 @@ diesel::table! {
         updated -> Timestamp,
         completed -> Nullable<Timestamp>,
         deliver_when_disabled -> Bool,
+        output -> Nullable<Text>,
     }
 }
 
@@ -145,6 +148,15 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    schedule_ticks (trigger_id, tick) {
+        trigger_id -> Text,
+        tick -> Timestamp,
+        event_id -> Nullable<Text>,
+        created -> Timestamp,
+    }
+}
+
 diesel::joinable!(invocations -> events (event_id));
 diesel::joinable!(attempts -> invocations (invocation_id));
 diesel::joinable!(replays -> invocations (invocation_id));
@@ -162,5 +174,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     invocations,
     attempts,
     idempotency_keys,
-    replays
+    replays,
+    schedule_ticks
 );

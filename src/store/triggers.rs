@@ -6,6 +6,7 @@ use diesel::prelude::*;
 use super::schema::{meta, subscriptions, triggers};
 use super::{AnyConnection, StoreError, json_column, write_transaction};
 use crate::domain::ids::TriggerId;
+use crate::domain::schedule::Schedule;
 use crate::domain::trigger::{Trigger, TriggerSpec, TriggerType};
 
 #[derive(Queryable, Insertable, AsChangeset)]
@@ -23,6 +24,8 @@ struct TriggerRow {
     enabled: bool,
     created: NaiveDateTime,
     updated: NaiveDateTime,
+    schedule: Option<String>,
+    timezone: Option<String>,
 }
 
 impl TriggerRow {
@@ -40,6 +43,8 @@ impl TriggerRow {
             enabled: spec.enabled,
             created,
             updated,
+            schedule: spec.schedule.as_ref().map(|s| s.expression().to_owned()),
+            timezone: spec.schedule.as_ref().and_then(|s| s.timezone().map(str::to_owned)),
         }
     }
 
@@ -55,6 +60,12 @@ impl TriggerRow {
                 .map(|t| json_column("triggers.example_output", t))
                 .transpose()?,
             params: json_column("triggers.params", &self.params)?,
+            schedule: self
+                .schedule
+                .as_deref()
+                .map(|e| Schedule::parse(e, self.timezone.as_deref()))
+                .transpose()
+                .map_err(|e| StoreError::Corrupt(format!("triggers.schedule: {e}")))?,
             name: self.name,
             description: self.description,
             input_schema: self.input_schema,
@@ -160,4 +171,16 @@ pub fn seed_catalog(
             .execute(conn)?;
         Ok(inserted)
     })
+}
+
+/// Enabled triggers that carry a schedule.
+pub fn scheduled(conn: &mut AnyConnection) -> Result<Vec<Trigger>, StoreError> {
+    triggers::table
+        .filter(triggers::schedule.is_not_null())
+        .filter(triggers::enabled.eq(true))
+        .order(triggers::id)
+        .load::<TriggerRow>(conn)?
+        .into_iter()
+        .map(TriggerRow::into_domain)
+        .collect()
 }

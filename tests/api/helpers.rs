@@ -66,6 +66,7 @@ pub struct TestApp {
     server: actix_web::dev::ServerHandle,
     running: actix_web::rt::task::JoinHandle<std::io::Result<()>>,
     pub dispatcher: Arc<hookgate::delivery::Dispatcher>,
+    pub scheduler: Arc<hookgate::delivery::Scheduler>,
     pub db: Arc<TestDb>,
 }
 
@@ -89,11 +90,22 @@ impl TestApp {
         let store = app.store().clone();
         let server = app.server_handle();
         let dispatcher = app.dispatcher();
+        let scheduler = app.scheduler();
         let running = actix_web::rt::spawn(app.run_until_stopped());
         let http =
             reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
-        let mut test =
-            Self { address, http, store, clock, token: String::new(), server, running, dispatcher, db };
+        let mut test = Self {
+            address,
+            http,
+            store,
+            clock,
+            token: String::new(),
+            server,
+            running,
+            dispatcher,
+            scheduler,
+            db,
+        };
         test.token = test.token_for(&["sp:scopes:all"]).await;
         test
     }
@@ -196,11 +208,12 @@ impl TestApp {
 
     /// Subscribes `url` to `test:fire-and-forget` (synchronous, no auth) and returns the body.
     pub async fn subscribe_url(&self, url: &str) -> Value {
-        self.subscribe(
-            "test:fire-and-forget",
-            json!({"httpConfig": {"url": url, "httpDispatchMode": "SYNC"}}),
-        )
-        .await
+        self.subscribe_url_to("test:fire-and-forget", url).await
+    }
+
+    /// Subscribes `url` to `trigger` (synchronous, no auth) and returns the body.
+    pub async fn subscribe_url_to(&self, trigger: &str, url: &str) -> Value {
+        self.subscribe(trigger, json!({"httpConfig": {"url": url, "httpDispatchMode": "SYNC"}})).await
     }
 
     /// Creates a subscription to `trigger` and returns its body.

@@ -95,6 +95,7 @@ async fn concurrent_updates_of_one_trigger_never_lose_a_write() {
                             example_output: current.example_output.clone(),
                             params,
                             enabled: current.enabled,
+                            schedule: current.schedule.clone(),
                         })
                     })
                 })
