@@ -22,6 +22,8 @@
 //! | `poll_interval` / `HOOKGATE_POLL_INTERVAL` | how often idle loops look for due work    | `1s`             |
 //! | `allowed_target_networks` / `HOOKGATE_ALLOWED_TARGET_NETWORKS` | CIDRs the SSRF guard lets through | empty |
 //! | `idempotency_ttl` / `HOOKGATE_IDEMPOTENCY_TTL` | how long an `Idempotency-Key` is remembered | `24h`       |
+//! | `url` / `HOOKGATE_URL`                     | where the client commands reach hookgate  | `http://127.0.0.1:8080` |
+//! | `client_id`, `client_secret` / `HOOKGATE_CLIENT_ID`, `HOOKGATE_CLIENT_SECRET` | the client commands' credentials | none |
 //! | `log` / `HOOKGATE_LOG`                     | tracing filter                            | `info`           |
 //! | `log_format` / `HOOKGATE_LOG_FORMAT`       | `pretty` or `json`                        | `pretty`         |
 
@@ -55,6 +57,9 @@ const ENV_KEYS: &[&str] = &[
     "idempotency_ttl",
     "log",
     "log_format",
+    "url",
+    "client_id",
+    "client_secret",
 ];
 
 /// Settings as written, before validation.
@@ -82,6 +87,9 @@ struct RawSettings {
     idempotency_ttl: String,
     log: String,
     log_format: String,
+    url: Option<String>,
+    client_id: Option<String>,
+    client_secret: Option<String>,
 }
 
 impl Default for RawSettings {
@@ -108,6 +116,9 @@ impl Default for RawSettings {
             idempotency_ttl: "24h".into(),
             log: "info".into(),
             log_format: "pretty".into(),
+            url: None,
+            client_id: None,
+            client_secret: None,
         }
     }
 }
@@ -142,6 +153,10 @@ pub struct Settings {
     pub idempotency_ttl: Duration,
     pub log: String,
     pub log_format: LogFormat,
+    /// Where the client commands reach hookgate, and with which credentials.
+    pub url: Option<String>,
+    pub client_id: Option<String>,
+    pub client_secret: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -267,6 +282,9 @@ impl Settings {
                 .map_err(|m| invalid("idempotency_ttl", m))?,
             log: raw.log,
             log_format,
+            url: raw.url,
+            client_id: raw.client_id,
+            client_secret: raw.client_secret,
         })
     }
 

@@ -5,7 +5,8 @@ fn main() -> std::process::ExitCode {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
-            std::process::ExitCode::FAILURE
+            let code = e.downcast_ref::<hookgate::cli::CliError>().map_or(1, |c| c.exit as u8);
+            std::process::ExitCode::from(code)
         }
     }
 }

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use super::AppState;
 use super::auth::Principal;
 use super::error::ApiError;
-use super::invocations::{InvocationStatusOut, LIST_FILTERS, conditions};
+use super::invocations::{DEAD_LETTER_FILTERS, InvocationStatusOut, conditions};
 use super::list::{ListParams, page_response};
 use crate::domain::invocation::InvocationState;
 use crate::domain::query;
@@ -19,9 +19,8 @@ const MANAGE: &[&str] = &[scope::DEAD_LETTERS_MANAGE];
 fn dead_conditions(filters: Option<&str>) -> Result<Vec<Condition>, ApiError> {
     let mut conds = vec![Condition::StateIn(vec![InvocationState::Dead.as_str().to_owned()])];
     if let Some(text) = filters.filter(|t| !t.trim().is_empty()) {
-        let fields: Vec<_> = LIST_FILTERS.iter().copied().filter(|(f, _)| *f != "state").collect();
-        let fields: &'static [_] = Box::leak(fields.into_boxed_slice());
-        conditions(&query::parse_filters(text, fields).map_err(ApiError::bad_request)?, &mut conds)?;
+        let expr = query::parse_filters(text, DEAD_LETTER_FILTERS).map_err(ApiError::bad_request)?;
+        conditions(&expr, &mut conds)?;
     }
     Ok(conds)
 }

@@ -584,6 +584,10 @@ pub(super) const LIST_FILTERS: FilterFields = &[
     ("created", &[CmpOp::Ge, CmpOp::Gt, CmpOp::Le, CmpOp::Lt]),
 ];
 
+/// The list's filters but `state` (dead letters are all DEAD).
+pub(super) const DEAD_LETTER_FILTERS: FilterFields =
+    &[LIST_FILTERS[0], LIST_FILTERS[1], LIST_FILTERS[3], LIST_FILTERS[4]];
+
 fn timestamp(value: &str) -> Result<NaiveDateTime, ApiError> {
     chrono::DateTime::parse_from_rfc3339(value).map(|t| t.naive_utc()).map_err(|_| {
         ApiError::bad_request(format!("'{value}' is not an ISO-8601 time such as 2026-01-01T00:00:00Z"))

@@ -19,23 +19,17 @@ pub enum ClientCommand {
         /// A scope to grant (repeatable; `sp:scopes:all` grants every scope).
         #[arg(long = "scope", required = true, num_args = 1..)]
         scopes: Vec<String>,
-        /// Print JSON: {"clientId": ..., "clientSecret": ...}
-        #[arg(long)]
-        json: bool,
     },
     /// List clients (never their secrets).
-    List {
-        #[arg(long)]
-        json: bool,
-    },
+    List,
     /// Revoke a client and every token it holds.
     Revoke { client_id: String },
 }
 
-pub fn run(command: ClientCommand, store: &Store, clock: &SharedClock) -> anyhow::Result<()> {
+pub fn run(command: ClientCommand, store: &Store, clock: &SharedClock, json: bool) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     match command {
-        ClientCommand::Create { name, scopes, json } => {
+        ClientCommand::Create { name, scopes } => {
             if name.trim().is_empty() {
                 anyhow::bail!("--name must not be empty");
             }
@@ -52,7 +46,7 @@ pub fn run(command: ClientCommand, store: &Store, clock: &SharedClock) -> anyhow
                 writeln!(out, "The secret is shown only now; store it safely.")?;
             }
         }
-        ClientCommand::List { json } => {
+        ClientCommand::List => {
             let list = store.run_blocking(clients::list)?;
             if json {
                 let rows: Vec<_> = list

@@ -1,7 +1,12 @@
-//! The `hookgate` command line: `serve`, `migrate`, and `client` administration.
+//! The `hookgate` command line: `serve`, `migrate`, `client` administration on the database,
+//! and client commands that speak the HTTP API.
 
 mod bench;
 mod client;
+mod remote;
+mod resources;
+
+pub use remote::{CliError, Exit};
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -24,6 +29,8 @@ pub struct Cli {
     /// A TOML configuration file (default: ./hookgate.toml when present).
     #[arg(long, global = true, env = "HOOKGATE_CONFIG")]
     config: Option<PathBuf>,
+    #[command(flatten)]
+    connection: remote::Connection,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -41,6 +48,18 @@ enum Command {
     /// Manage API clients (works directly on the database).
     #[command(subcommand)]
     Client(client::ClientCommand),
+    /// Create, change, list and fire triggers (over the HTTP API).
+    #[command(subcommand)]
+    Trigger(resources::TriggerCommand),
+    /// Manage subscriptions (over the HTTP API).
+    #[command(subcommand)]
+    Subscription(resources::SubscriptionCommand),
+    /// Inspect and replay invocations (over the HTTP API).
+    #[command(subcommand)]
+    Invocation(resources::InvocationCommand),
+    /// List and replay dead letters (over the HTTP API).
+    #[command(subcommand, name = "dead-letter")]
+    DeadLetter(resources::DeadLetterCommand),
     /// Measure end-to-end throughput and latency on a fresh database (prints JSON).
     Bench(bench::BenchArgs),
 }
@@ -66,9 +85,36 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(args) => bench::run(&args),
         Command::Client(command) => {
             let store = open_store(&settings, &clock)?;
-            client::run(command, &store, &clock)
+            client::run(command, &store, &clock, cli.connection.json)
         }
+        command @ (Command::Trigger(_)
+        | Command::Subscription(_)
+        | Command::Invocation(_)
+        | Command::DeadLetter(_)) => remote(&settings, &cli.connection, command),
     }
+}
+
+/// Connects to hookgate and runs one client command.
+fn remote(settings: &Settings, connection: &remote::Connection, command: Command) -> anyhow::Result<()> {
+    crate::startup::install_tls_provider();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    runtime.block_on(async {
+        let remote = remote::Remote::connect(
+            connection,
+            settings.url.as_deref(),
+            settings.client_id.as_deref(),
+            settings.client_secret.as_deref(),
+        )
+        .await?;
+        let json = connection.json;
+        match command {
+            Command::Trigger(c) => resources::trigger(&remote, c, json).await,
+            Command::Subscription(c) => resources::subscription(&remote, c, json).await,
+            Command::Invocation(c) => resources::invocation(&remote, c, json).await,
+            Command::DeadLetter(c) => resources::dead_letter(&remote, c, json).await,
+            Command::Serve { .. } | Command::Migrate | Command::Client(_) | Command::Bench(_) => Ok(()),
+        }
+    })
 }
 
 fn serve(settings: Settings, clock: SharedClock) -> anyhow::Result<()> {

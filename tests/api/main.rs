@@ -3,6 +3,7 @@
 
 mod auth;
 mod cli;
+mod cli_remote;
 mod delivery;
 mod errors;
 mod helpers;
