@@ -28,6 +28,39 @@ def check(name):
     return wrap
 
 
+def receiver():
+    """A local subscriber answering 200 {}; returns (received bodies, its URL, stop)."""
+    import http.server
+    import threading
+
+    received = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(b"{}")
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return received, f"http://127.0.0.1:{server.server_port}/decide", server.shutdown
+
+
+def wait_for(received, seconds=10):
+    import time
+
+    deadline = time.time() + seconds
+    while not received:
+        assert time.time() < deadline, "the subscriber received nothing"
+        time.sleep(0.05)
+    return received[0]
+
+
 def configuration():
     params = ConfigurationParams()
     params.base_url = os.environ["HOOKGATE_URL"].rstrip("/")
@@ -139,6 +172,36 @@ def run_v2():
             assert "filter" in e.data.messages[0].text, e.data
         else:
             raise AssertionError("no error raised")
+
+    @check("an ASYNC subscriber completes through complete_trigger_invocation_v1")
+    def _():
+        from sailpoint.triggers.models.complete_invocation import CompleteInvocation
+        from sailpoint.triggers.models.test_invocation import TestInvocation
+
+        received, url, stop = receiver()
+        try:
+            sub = api.create_subscription_v1(SubscriptionPostRequest.from_dict({
+                "name": "sdk async", "triggerId": "test:request-response", "type": "HTTP",
+                "responseDeadline": "PT5M",
+                "httpConfig": {"url": url, "httpDispatchMode": "ASYNC"},
+            }))
+            started = api.start_test_trigger_invocation_v1(TestInvocation.from_dict({
+                "triggerId": "test:request-response", "contentJson": {}, "subscriptionIds": [sub.id],
+            }))
+            invocation = started[0]
+            metadata = wait_for(received)["_metadata"]
+            assert metadata["secret"] == invocation.secret, metadata
+            assert metadata["callbackURL"].endswith(f"/trigger-invocations/v1/{invocation.id}/complete"), metadata
+            api.complete_trigger_invocation_v1(
+                invocation.id, CompleteInvocation.from_dict({"secret": metadata["secret"], "output": {"approved": True}})
+            )
+            statuses = api.list_trigger_invocation_status_v1(filters=f'subscriptionId eq "{sub.id}"')
+            status = [s for s in statuses if s.id == invocation.id][0]
+            assert status.complete_invocation_input.output == {"approved": True}, status
+            assert status.completed is not None, status
+            api.delete_subscription_v1(sub.id)
+        finally:
+            stop()
 
     @check("delete_subscription_v1, then a 404 raises NotFoundException")
     def _():

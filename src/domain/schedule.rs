@@ -102,6 +102,15 @@ mod tests {
     }
 
     #[test]
+    fn weekday_names_and_ranges_are_read() {
+        // 2026-03-02 is a Monday; the Saturday after it is skipped to the next Monday.
+        let s = Schedule::parse("0 30 9 * * MON-FRI", None).unwrap();
+        assert_eq!(s.next_tick(at(10, 0, 0)), Some(at(9, 30, 0) + chrono::TimeDelta::days(1)));
+        let saturday = at(10, 0, 0) + chrono::TimeDelta::days(5);
+        assert_eq!(s.next_tick(saturday), Some(at(9, 30, 0) + chrono::TimeDelta::days(7)));
+    }
+
+    #[test]
     fn a_time_zone_moves_the_ticks() {
         // 09:00 in Paris is 08:00 UTC in winter.
         let s = Schedule::parse("0 0 9 * * *", Some("Europe/Paris")).unwrap();
