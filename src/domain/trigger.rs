@@ -139,6 +139,9 @@ impl TriggerSpec {
             }
             (None, _) => {}
         }
+        if self.example_output.as_ref().is_some_and(|v| !v.is_object()) {
+            return Err(SpecError::new("exampleOutput", "must be a JSON object"));
+        }
         if self.kind == TriggerType::FireAndForget && self.example_output.is_some() {
             return Err(SpecError::new("exampleOutput", "is only allowed on REQUEST_RESPONSE triggers"));
         }
@@ -200,6 +203,16 @@ mod tests {
         let err = s.validate().unwrap_err();
         assert_eq!(err.field, "exampleInput");
         assert!(err.message.contains("/a"), "{err}");
+    }
+
+    #[test]
+    fn an_example_output_is_an_object() {
+        let mut s = spec();
+        s.kind = TriggerType::RequestResponse;
+        s.example_output = Some(json!([null, null]));
+        assert_eq!(s.validate().unwrap_err().field, "exampleOutput");
+        s.example_output = Some(json!({"approved": true}));
+        assert_eq!(s.validate(), Ok(()));
     }
 
     #[test]
