@@ -278,12 +278,8 @@ fn read_json(path: &Path) -> anyhow::Result<Value> {
         .map_err(|e| fail(Exit::Failure, format!("{} is not JSON: {e}", path.display())))
 }
 
-fn seg(id: &str) -> String {
-    url_segment(id)
-}
-
 /// Percent-encodes one path segment.
-fn url_segment(text: &str) -> String {
+fn seg(text: &str) -> String {
     text.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b':' => {
@@ -371,17 +367,8 @@ pub async fn trigger(remote: &Remote, command: TriggerCommand, json_out: bool) -
                 let pointer = key.replace('~', "~0").replace('/', "~1");
                 ops.push(json!({"op": "add", "path": format!("/params/{pointer}"), "value": value}));
             }
-            if ops.is_empty() {
-                return Err(fail(
-                    Exit::Failure,
-                    "nothing to change: pass --param KEY VALUE, --title, --schedule, --enable ...",
-                ));
-            }
-            let path = format!("/triggers/v1/{}", seg(&name));
-            let (updated, _) = remote
-                .call_with(Method::PATCH, &path, Some(&Value::Array(ops)), "application/json-patch+json")
-                .await?;
-            show(&updated, json_out)
+            let hint = "pass --param KEY VALUE, --title, --schedule, --enable ...";
+            patch(remote, &format!("/triggers/v1/{}", seg(&name)), ops, hint, json_out).await
         }
         TriggerCommand::Delete { name } => {
             remote.call(Method::DELETE, &format!("/triggers/v1/{}", seg(&name)), None).await?;
@@ -481,17 +468,8 @@ pub async fn subscription(
                     ops.push(json!({"op": "replace", "path": path, "value": value}));
                 }
             }
-            if ops.is_empty() {
-                return Err(fail(
-                    Exit::Failure,
-                    "nothing to change: pass --target, --name, --mode, --filter, --deadline, --enable or --disable",
-                ));
-            }
-            let path = format!("/trigger-subscriptions/v1/{}", seg(&id));
-            let (updated, _) = remote
-                .call_with(Method::PATCH, &path, Some(&Value::Array(ops)), "application/json-patch+json")
-                .await?;
-            show(&updated, json_out)
+            let hint = "pass --target, --name, --mode, --filter, --deadline, --enable or --disable";
+            patch(remote, &format!("/trigger-subscriptions/v1/{}", seg(&id)), ops, hint, json_out).await
         }
         SubscriptionCommand::Delete { id } => {
             remote.call(Method::DELETE, &format!("/trigger-subscriptions/v1/{}", seg(&id)), None).await?;
@@ -797,4 +775,21 @@ fn report(json_out: bool, value: &Value, message: &str) -> anyhow::Result<()> {
         println!("{message}");
     }
     Ok(())
+}
+
+/// Sends JSON Patch `ops` to `path` and shows the result; no ops is a local error naming `hint`.
+async fn patch(
+    remote: &Remote,
+    path: &str,
+    ops: Vec<Value>,
+    hint: &str,
+    json_out: bool,
+) -> anyhow::Result<()> {
+    if ops.is_empty() {
+        return Err(fail(Exit::Failure, format!("nothing to change: {hint}")));
+    }
+    let body = Value::Array(ops);
+    let (updated, _) =
+        remote.call_with(Method::PATCH, path, Some(&body), "application/json-patch+json").await?;
+    show(&updated, json_out)
 }

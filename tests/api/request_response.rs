@@ -38,6 +38,17 @@ async fn detail(app: &TestApp, id: &str) -> Value {
     response.json().await.unwrap()
 }
 
+/// An app with an ASYNC subscriber (answering 200 `{}`) that has acknowledged one invocation.
+async fn acknowledged(deadline: &str) -> (TestApp, Sink, Value) {
+    let app = TestApp::spawn().await;
+    let sink = Sink::start();
+    sink.always(Reply::status(200).body("{}"));
+    subscribe(&app, &sink, "ASYNC", deadline).await;
+    let invocation = publish(&app).await;
+    app.drain().await;
+    (app, sink, invocation)
+}
+
 /// Calls `complete` the way SailPoint's example subscriber does: no Authorization header.
 async fn complete(app: &TestApp, id: &str, body: &Value) -> reqwest::Response {
     app.http.post(app.url(&format!("/trigger-invocations/v1/{id}/complete"))).json(body).send().await.unwrap()
@@ -110,13 +121,8 @@ async fn a_late_sync_answer_fails_the_invocation_with_the_reason() {
 
 #[actix_web::test]
 async fn an_async_subscriber_gets_metadata_acknowledges_and_completes_by_callback() {
-    let app = TestApp::spawn().await;
-    let sink = Sink::start();
-    sink.always(Reply::status(200).body("{}"));
-    subscribe(&app, &sink, "ASYNC", "PT1H").await;
-    let invocation = publish(&app).await;
+    let (app, sink, invocation) = acknowledged("PT1H").await;
     let id = invocation["id"].as_str().unwrap();
-    app.drain().await;
 
     let body = sink.received()[0].json();
     assert_eq!(body["identityId"], "u1");
@@ -147,13 +153,8 @@ async fn an_async_subscriber_gets_metadata_acknowledges_and_completes_by_callbac
 
 #[actix_web::test]
 async fn each_refused_completion_has_its_own_status_and_reason() {
-    let app = TestApp::spawn().await;
-    let sink = Sink::start();
-    sink.always(Reply::status(200).body("{}"));
-    subscribe(&app, &sink, "ASYNC", "PT1H").await;
-    let invocation = publish(&app).await;
+    let (app, sink, invocation) = acknowledged("PT1H").await;
     let (id, secret) = (invocation["id"].as_str().unwrap(), invocation["secret"].as_str().unwrap());
-    app.drain().await;
 
     let unknown =
         complete(&app, "0190b3c4-0000-7000-8000-000000000000", &json!({"secret": secret, "output": {}}))
@@ -185,13 +186,8 @@ async fn each_refused_completion_has_its_own_status_and_reason() {
 
 #[actix_web::test]
 async fn a_reported_error_fails_the_invocation_and_shows_as_its_localized_error() {
-    let app = TestApp::spawn().await;
-    let sink = Sink::start();
-    sink.always(Reply::status(200).body("{}"));
-    subscribe(&app, &sink, "ASYNC", "PT1H").await;
-    let invocation = publish(&app).await;
+    let (app, _sink, invocation) = acknowledged("PT1H").await;
     let id = invocation["id"].as_str().unwrap();
-    app.drain().await;
     let failed = complete(
         &app,
         id,
@@ -210,13 +206,8 @@ async fn a_reported_error_fails_the_invocation_and_shows_as_its_localized_error(
 
 #[actix_web::test]
 async fn past_the_response_deadline_an_invocation_fails_on_its_own() {
-    let app = TestApp::spawn().await;
-    let sink = Sink::start();
-    sink.always(Reply::status(200).body("{}"));
-    subscribe(&app, &sink, "ASYNC", "PT1M").await;
-    let invocation = publish(&app).await;
+    let (app, _sink, invocation) = acknowledged("PT1M").await;
     let id = invocation["id"].as_str().unwrap();
-    app.drain().await;
     assert_eq!(detail(&app, id).await["state"], "AWAITING");
 
     app.advance(TimeDelta::seconds(61));
@@ -233,13 +224,8 @@ async fn past_the_response_deadline_an_invocation_fails_on_its_own() {
 
 #[actix_web::test]
 async fn a_callback_past_the_deadline_fails_the_invocation_even_before_the_sweep() {
-    let app = TestApp::spawn().await;
-    let sink = Sink::start();
-    sink.always(Reply::status(200).body("{}"));
-    subscribe(&app, &sink, "ASYNC", "PT1M").await;
-    let invocation = publish(&app).await;
+    let (app, _sink, invocation) = acknowledged("PT1M").await;
     let id = invocation["id"].as_str().unwrap();
-    app.drain().await;
     app.advance(TimeDelta::seconds(61));
     let late =
         complete(&app, id, &json!({"secret": invocation["secret"], "output": {"approved": true}})).await;
