@@ -59,34 +59,66 @@ impl Toggle {
     }
 }
 
+#[derive(Debug, Args)]
+pub struct NewTrigger {
+    name: String,
+    /// FIRE_AND_FORGET or REQUEST_RESPONSE.
+    #[arg(long = "type", default_value = "FIRE_AND_FORGET")]
+    kind: String,
+    /// Display name (default: NAME).
+    #[arg(long)]
+    title: Option<String>,
+    #[arg(long)]
+    description: Option<String>,
+    /// A JSON Schema file for the input (default: any object).
+    #[arg(long)]
+    input_schema: Option<PathBuf>,
+    /// A JSON Schema file for the output (REQUEST_RESPONSE).
+    #[arg(long)]
+    output_schema: Option<PathBuf>,
+    /// Fire on a 6-field cron schedule, seconds first: '0 0 * * * *' is every hour.
+    #[arg(long)]
+    schedule: Option<String>,
+    /// IANA time zone for the schedule (default UTC).
+    #[arg(long)]
+    timezone: Option<String>,
+    #[command(flatten)]
+    params: Params,
+}
+
+#[derive(Debug, Args)]
+pub struct NewSubscription {
+    #[arg(long)]
+    trigger: String,
+    /// The subscriber's URL, which receives the POSTs.
+    #[arg(long)]
+    target: String,
+    #[arg(long)]
+    name: Option<String>,
+    /// SYNC, ASYNC or DYNAMIC.
+    #[arg(long, default_value = "SYNC")]
+    mode: String,
+    /// A JSONPath filter, e.g. '$[?($.identityId == "x")]'.
+    #[arg(long)]
+    filter: Option<String>,
+    /// Response deadline for ASYNC/DYNAMIC, ISO-8601 (default PT1H).
+    #[arg(long)]
+    deadline: Option<String>,
+    /// Basic auth to the subscriber, USER:PASSWORD.
+    #[arg(long, conflicts_with = "bearer")]
+    basic: Option<String>,
+    /// Bearer token sent to the subscriber.
+    #[arg(long)]
+    bearer: Option<String>,
+    /// Create it disabled.
+    #[arg(long)]
+    disabled: bool,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum TriggerCommand {
     /// Create a trigger (its id is NAME).
-    Create {
-        name: String,
-        /// FIRE_AND_FORGET or REQUEST_RESPONSE.
-        #[arg(long = "type", default_value = "FIRE_AND_FORGET")]
-        kind: String,
-        /// Display name (default: NAME).
-        #[arg(long)]
-        title: Option<String>,
-        #[arg(long)]
-        description: Option<String>,
-        /// A JSON Schema file for the input (default: any object).
-        #[arg(long)]
-        input_schema: Option<PathBuf>,
-        /// A JSON Schema file for the output (REQUEST_RESPONSE).
-        #[arg(long)]
-        output_schema: Option<PathBuf>,
-        /// Fire on a 6-field cron schedule, seconds first: '0 0 * * * *' is every hour.
-        #[arg(long)]
-        schedule: Option<String>,
-        /// IANA time zone for the schedule (default UTC).
-        #[arg(long)]
-        timezone: Option<String>,
-        #[command(flatten)]
-        params: Params,
-    },
+    Create(NewTrigger),
     /// Change a trigger: --param KEY VALUE sets a default parameter.
     Update {
         name: String,
@@ -127,33 +159,7 @@ pub enum TriggerCommand {
 #[derive(Debug, Subcommand)]
 pub enum SubscriptionCommand {
     /// Subscribe a URL to a trigger; the signing secret is shown once.
-    Create {
-        #[arg(long)]
-        trigger: String,
-        /// The subscriber's URL, which receives the POSTs.
-        #[arg(long)]
-        target: String,
-        #[arg(long)]
-        name: Option<String>,
-        /// SYNC, ASYNC or DYNAMIC.
-        #[arg(long, default_value = "SYNC")]
-        mode: String,
-        /// A JSONPath filter, e.g. '$[?($.identityId == "x")]'.
-        #[arg(long)]
-        filter: Option<String>,
-        /// Response deadline for ASYNC/DYNAMIC, ISO-8601 (default PT1H).
-        #[arg(long)]
-        deadline: Option<String>,
-        /// Basic auth to the subscriber, USER:PASSWORD.
-        #[arg(long, conflicts_with = "bearer")]
-        basic: Option<String>,
-        /// Bearer token sent to the subscriber.
-        #[arg(long)]
-        bearer: Option<String>,
-        /// Create it disabled.
-        #[arg(long)]
-        disabled: bool,
-    },
+    Create(NewSubscription),
     List {
         /// Only this trigger's subscriptions.
         #[arg(long)]
@@ -324,45 +330,18 @@ fn rows(list: &Value, columns: &[&dyn Fn(&Value) -> String]) -> Vec<Vec<String>>
 
 pub async fn trigger(remote: &Remote, command: TriggerCommand, json_out: bool) -> anyhow::Result<()> {
     match command {
-        TriggerCommand::Create {
-            name,
-            kind,
-            title,
-            description,
-            input_schema,
-            output_schema,
-            schedule,
-            timezone,
-            params,
-        } => {
-            create_trigger(
-                remote,
-                json_out,
-                name,
-                kind,
-                title,
-                description,
-                input_schema,
-                output_schema,
-                schedule,
-                timezone,
-                params,
-            )
-            .await
-        }
+        TriggerCommand::Create(new) => create_trigger(remote, json_out, new).await,
         TriggerCommand::Update { name, title, description, schedule, timezone, toggle, params } => {
-            let mut ops = Vec::new();
-            for (path, value) in [
-                ("/name", title.map(Value::String)),
-                ("/description", description.map(Value::String)),
-                ("/schedule", schedule.map(Value::String)),
-                ("/timezone", timezone.map(Value::String)),
-                ("/enabled", toggle.value().map(Value::Bool)),
-            ] {
-                if let Some(value) = value {
-                    ops.push(json!({"op": "add", "path": path, "value": value}));
-                }
-            }
+            let mut ops = patch_ops(
+                "add",
+                [
+                    ("/name", title.map(Value::String)),
+                    ("/description", description.map(Value::String)),
+                    ("/schedule", schedule.map(Value::String)),
+                    ("/timezone", timezone.map(Value::String)),
+                    ("/enabled", toggle.value().map(Value::Bool)),
+                ],
+            );
             for (key, value) in params.pairs() {
                 let pointer = key.replace('~', "~0").replace('/', "~1");
                 ops.push(json!({"op": "add", "path": format!("/params/{pointer}"), "value": value}));
@@ -408,22 +387,7 @@ pub async fn subscription(
     json_out: bool,
 ) -> anyhow::Result<()> {
     match command {
-        SubscriptionCommand::Create {
-            trigger,
-            target,
-            name,
-            mode,
-            filter,
-            deadline,
-            basic,
-            bearer,
-            disabled,
-        } => {
-            create_subscription(
-                remote, json_out, trigger, target, name, mode, filter, deadline, basic, bearer, disabled,
-            )
-            .await
-        }
+        SubscriptionCommand::Create(new) => create_subscription(remote, json_out, new).await,
         SubscriptionCommand::List { trigger } => {
             let mut pairs = vec![("limit", "250".to_owned())];
             if let Some(t) = trigger {
@@ -455,19 +419,17 @@ pub async fn subscription(
             json_out,
         ),
         SubscriptionCommand::Update { id, name, target, mode, filter, deadline, toggle } => {
-            let mut ops = Vec::new();
-            for (path, value) in [
-                ("/name", name.map(Value::String)),
-                ("/httpConfig/url", target.map(Value::String)),
-                ("/httpConfig/httpDispatchMode", mode.map(|m| Value::String(m.to_ascii_uppercase()))),
-                ("/filter", filter.map(Value::String)),
-                ("/responseDeadline", deadline.map(Value::String)),
-                ("/enabled", toggle.value().map(Value::Bool)),
-            ] {
-                if let Some(value) = value {
-                    ops.push(json!({"op": "replace", "path": path, "value": value}));
-                }
-            }
+            let ops = patch_ops(
+                "replace",
+                [
+                    ("/name", name.map(Value::String)),
+                    ("/httpConfig/url", target.map(Value::String)),
+                    ("/httpConfig/httpDispatchMode", mode.map(|m| Value::String(m.to_ascii_uppercase()))),
+                    ("/filter", filter.map(Value::String)),
+                    ("/responseDeadline", deadline.map(Value::String)),
+                    ("/enabled", toggle.value().map(Value::Bool)),
+                ],
+            );
             let hint = "pass --target, --name, --mode, --filter, --deadline, --enable or --disable";
             patch(remote, &format!("/trigger-subscriptions/v1/{}", seg(&id)), ops, hint, json_out).await
         }
@@ -622,20 +584,18 @@ async fn follow(remote: &Remote, selection: &Selection, replayed: u64, json_out:
     }
 }
 
-#[expect(clippy::too_many_arguments, reason = "one per command-line flag")]
-async fn create_trigger(
-    remote: &Remote,
-    json_out: bool,
-    name: String,
-    kind: String,
-    title: Option<String>,
-    description: Option<String>,
-    input_schema: Option<PathBuf>,
-    output_schema: Option<PathBuf>,
-    schedule: Option<String>,
-    timezone: Option<String>,
-    params: Params,
-) -> anyhow::Result<()> {
+async fn create_trigger(remote: &Remote, json_out: bool, new: NewTrigger) -> anyhow::Result<()> {
+    let NewTrigger {
+        name,
+        kind,
+        title,
+        description,
+        input_schema,
+        output_schema,
+        schedule,
+        timezone,
+        params,
+    } = new;
     let mut body = json!({
         "id": name,
         "name": title.unwrap_or_else(|| name.clone()),
@@ -701,20 +661,8 @@ async fn fire(
     )?)
 }
 
-#[expect(clippy::too_many_arguments, reason = "one per command-line flag")]
-async fn create_subscription(
-    remote: &Remote,
-    json_out: bool,
-    trigger: String,
-    target: String,
-    name: Option<String>,
-    mode: String,
-    filter: Option<String>,
-    deadline: Option<String>,
-    basic: Option<String>,
-    bearer: Option<String>,
-    disabled: bool,
-) -> anyhow::Result<()> {
+async fn create_subscription(remote: &Remote, json_out: bool, new: NewSubscription) -> anyhow::Result<()> {
+    let NewSubscription { trigger, target, name, mode, filter, deadline, basic, bearer, disabled } = new;
     let mut http = json!({"url": target, "httpDispatchMode": mode.to_ascii_uppercase()});
     if let Some(basic) = basic {
         let (user, password) =
@@ -775,6 +723,14 @@ fn report(json_out: bool, value: &Value, message: &str) -> anyhow::Result<()> {
         println!("{message}");
     }
     Ok(())
+}
+
+/// JSON Patch operations `op` for the fields given a value.
+fn patch_ops<const N: usize>(op: &str, fields: [(&str, Option<Value>); N]) -> Vec<Value> {
+    fields
+        .into_iter()
+        .filter_map(|(path, value)| value.map(|value| json!({"op": op, "path": path, "value": value})))
+        .collect()
 }
 
 /// Sends JSON Patch `ops` to `path` and shows the result; no ops is a local error naming `hint`.
