@@ -17,8 +17,10 @@
 //! | `response_timeout` / `HOOKGATE_RESPONSE_TIMEOUT` | time a `REQUEST_RESPONSE` subscriber has to answer | `10s`   |
 //! | `max_wait` / `HOOKGATE_MAX_WAIT`           | longest `start?wait=` a producer may ask  | `30s`            |
 //! | `scheduler` / `HOOKGATE_SCHEDULER`         | fire scheduled triggers from this instance | `true`          |
-//! | `workers` / `HOOKGATE_WORKERS`             | delivery loops per instance (0: none)     | `4`              |
-//! | `batch_size` / `HOOKGATE_BATCH_SIZE`       | invocations a loop claims at once         | `64`             |
+//! | `workers` / `HOOKGATE_WORKERS`             | claim loops of the delivery pipeline (0: this instance delivers nothing) | `1` |
+//! | `batch_size` / `HOOKGATE_BATCH_SIZE`       | invocations a claim takes at once         | `64`             |
+//! | `max_in_flight` / `HOOKGATE_MAX_IN_FLIGHT` | delivery requests under way at once       | `256`            |
+//! | `max_in_flight_per_subscription` / `HOOKGATE_MAX_IN_FLIGHT_PER_SUBSCRIPTION` | of those, to one subscription | `64` |
 //! | `poll_interval` / `HOOKGATE_POLL_INTERVAL` | how often idle loops look for due work    | `1s`             |
 //! | `allowed_target_networks` / `HOOKGATE_ALLOWED_TARGET_NETWORKS` | CIDRs the SSRF guard lets through | empty |
 //! | `idempotency_ttl` / `HOOKGATE_IDEMPOTENCY_TTL` | how long an `Idempotency-Key` is remembered | `24h`       |
@@ -52,6 +54,8 @@ const ENV_KEYS: &[&str] = &[
     "scheduler",
     "workers",
     "batch_size",
+    "max_in_flight",
+    "max_in_flight_per_subscription",
     "poll_interval",
     "allowed_target_networks",
     "idempotency_ttl",
@@ -82,6 +86,8 @@ struct RawSettings {
     scheduler: bool,
     workers: u32,
     batch_size: u32,
+    max_in_flight: usize,
+    max_in_flight_per_subscription: usize,
     poll_interval: String,
     allowed_target_networks: String,
     idempotency_ttl: String,
@@ -109,8 +115,10 @@ impl Default for RawSettings {
             response_timeout: "10s".into(),
             max_wait: "30s".into(),
             scheduler: true,
-            workers: 4,
+            workers: 1,
             batch_size: 64,
+            max_in_flight: 256,
+            max_in_flight_per_subscription: 64,
             poll_interval: "1s".into(),
             allowed_target_networks: String::new(),
             idempotency_ttl: "24h".into(),
@@ -148,6 +156,8 @@ pub struct Settings {
     pub scheduler: bool,
     pub workers: u32,
     pub batch_size: u32,
+    pub max_in_flight: usize,
+    pub max_in_flight_per_subscription: usize,
     pub poll_interval: Duration,
     pub allowed_target_networks: Vec<ipnet::IpNet>,
     pub idempotency_ttl: Duration,
@@ -246,6 +256,12 @@ impl Settings {
         if raw.workers > 256 {
             return Err(invalid("workers", "must be at most 256"));
         }
+        if !(1..=10_000).contains(&raw.max_in_flight) {
+            return Err(invalid("max_in_flight", "must be between 1 and 10000"));
+        }
+        if raw.max_in_flight_per_subscription == 0 {
+            return Err(invalid("max_in_flight_per_subscription", "must be at least 1"));
+        }
         let delivery_timeout =
             parse_duration(&raw.delivery_timeout).map_err(|m| invalid("delivery_timeout", m))?;
         if delivery_timeout.is_zero() {
@@ -276,6 +292,8 @@ impl Settings {
             scheduler: raw.scheduler,
             workers: raw.workers,
             batch_size: raw.batch_size,
+            max_in_flight: raw.max_in_flight,
+            max_in_flight_per_subscription: raw.max_in_flight_per_subscription,
             poll_interval: parse_duration(&raw.poll_interval).map_err(|m| invalid("poll_interval", m))?,
             allowed_target_networks,
             idempotency_ttl: parse_duration(&raw.idempotency_ttl)

@@ -63,10 +63,14 @@ impl Application {
         let callback_base = settings.callback_base(port);
         let dispatcher = Arc::new(Dispatcher::new(store.clone(), clock.clone(), &settings, callback_base)?);
         let (stop_workers, stopped) = tokio::sync::watch::channel(false);
-        let mut workers: Vec<_> = (0..settings.workers)
-            .map(|_| actix_web::rt::spawn(dispatcher.clone().run(stopped.clone())))
-            .collect();
-        let scheduler = Arc::new(Scheduler::new(store.clone(), clock.clone(), dispatcher.notifier()));
+        let mut workers = Vec::new();
+        let checkpoints = store.clone();
+        let stop = stopped.clone();
+        workers.push(actix_web::rt::spawn(async move { checkpoints.checkpoint_loop(stop).await }));
+        if settings.workers > 0 {
+            workers.push(actix_web::rt::spawn(dispatcher.clone().run(stopped.clone())));
+        }
+        let scheduler = Arc::new(Scheduler::new(store.clone(), clock.clone(), dispatcher.intake()));
         if settings.scheduler {
             workers.push(actix_web::rt::spawn(scheduler.clone().run(stopped.clone())));
         }
@@ -74,7 +78,7 @@ impl Application {
             store: store.clone(),
             clock,
             settings: Arc::new(settings),
-            wake_workers: dispatcher.notifier(),
+            intake: dispatcher.intake(),
             schemas: crate::domain::schema::Schemas::default(),
         });
         let server = HttpServer::new(move || {

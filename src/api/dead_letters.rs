@@ -71,9 +71,9 @@ pub async fn replay(
     let conds = dead_conditions(request.filters.as_deref())?;
     let (by, now, force) = (auth.client_id.to_string(), state.clock.now(), request.force);
     let summary =
-        state.store.run(move |c| store_invocations::replay_dead(c, &conds, &by, force, now)).await?;
+        state.store.run(move |c| crate::store::replays::replay_dead(c, &conds, &by, force, now)).await?;
     if summary.replayed > 0 {
-        state.wake_workers.notify_waiters();
+        state.intake.wake();
     }
     Ok(HttpResponse::Ok().json(BulkReplayOut { replayed: summary.replayed, skipped: summary.skipped }))
 }

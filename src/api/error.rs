@@ -49,6 +49,11 @@ impl std::fmt::Debug for ApiError {
 }
 
 impl ApiError {
+    /// A failure that is hookgate's, not the client's: logged in full, answered as a 500.
+    pub fn internal(message: String) -> Self {
+        Self::Internal(anyhow::anyhow!(message))
+    }
+
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::BadRequest { message: message.into(), causes: Vec::new() }
     }

@@ -4,6 +4,7 @@
 //! SailPoint's older prefixes (`/beta/triggers`, `/v2024/triggers`, `/v2025/triggers`).
 
 mod auth;
+mod complete;
 mod dead_letters;
 pub mod error;
 mod health;
@@ -11,6 +12,8 @@ mod invocations;
 mod list;
 mod oauth;
 mod patch;
+mod publish;
+mod replay;
 mod subscriptions;
 mod telemetry;
 mod triggers;
@@ -28,9 +31,7 @@ use crate::store::Store;
 use error::ApiError;
 
 /// Timestamps as SailPoint writes them: ISO-8601 UTC with milliseconds.
-pub fn iso(t: chrono::NaiveDateTime) -> String {
-    t.and_utc().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-}
+pub use crate::domain::time::iso;
 
 /// Deserialises a JSON body into a wire type; errors name the offending field.
 pub fn parse_body<T: serde::de::DeserializeOwned>(body: serde_json::Value) -> Result<T, ApiError> {
@@ -50,8 +51,8 @@ pub struct AppState {
     pub store: Store,
     pub clock: SharedClock,
     pub settings: Arc<Settings>,
-    /// Wakes the delivery loops after a publish commits.
-    pub wake_workers: Arc<tokio::sync::Notify>,
+    /// Hands published invocations to this instance's dispatcher, and wakes its claim loop.
+    pub intake: crate::delivery::Intake,
     /// Compiled trigger schemas, by trigger id and version.
     pub schemas: crate::domain::schema::Schemas,
 }
@@ -156,13 +157,13 @@ routes! {
             DELETE => subscriptions::delete
         }
         ("trigger-subscriptions", "/{id}/rotate-secret") => { POST => subscriptions::rotate_secret }
-        ("trigger-invocations", "/start") => { POST => invocations::start }
+        ("trigger-invocations", "/start") => { POST => publish::start }
         ("trigger-invocations", "/test") => { POST => invocations::test }
         ("trigger-invocations", "/status") => { GET => invocations::status }
         ("trigger-invocations", "") => { GET => invocations::list }
         ("trigger-invocations", "/{id}") => { GET => invocations::get }
-        ("trigger-invocations", "/{id}/replay") => { POST => invocations::replay }
-        ("trigger-invocations", "/{id}/complete") => { POST => invocations::complete }
+        ("trigger-invocations", "/{id}/replay") => { POST => replay::replay }
+        ("trigger-invocations", "/{id}/complete") => { POST => complete::complete }
         ("dead-letters", "") => { GET => dead_letters::list }
         ("dead-letters", "/replay") => { POST => dead_letters::replay }
     }

@@ -1,11 +1,16 @@
-//! Delivery: the worker loop, the scheduler that fires scheduled triggers, the HTTP client with its SSRF guard, the signer and the retry
-//! policy. Uses `store` and `domain`; knows nothing of the HTTP API.
+//! Delivery: the dispatcher (hand-off, claim, send, record), the scheduler that fires scheduled
+//! triggers, the HTTP client with its SSRF guard, the signer and the retry policy. Uses `store`
+//! and `domain`; knows nothing of the HTTP API.
 
+mod dispatcher;
 pub mod guard;
+mod intake;
 pub mod policy;
+mod recorder;
 pub mod scheduler;
+mod sender;
 pub mod signer;
-mod worker;
 
+pub use dispatcher::{Dispatcher, Shutdown};
+pub use intake::{Intake, Reservation};
 pub use scheduler::Scheduler;
-pub use worker::{Dispatcher, Shutdown};

@@ -10,13 +10,12 @@ use std::time::Duration;
 
 use chrono::{NaiveDateTime, TimeDelta};
 use serde_json::Value;
-use tokio::sync::Notify;
 
-use super::Shutdown;
+use super::{Intake, Shutdown};
 use crate::clock::SharedClock;
-use crate::domain::invocation::merge_params;
+use crate::domain::event::NewEvent;
+use crate::domain::invocation::{InvocationKind, merge_params};
 use crate::domain::trigger::{Trigger, scheduled_input};
-use crate::store::invocations::NewEvent;
 use crate::store::{Store, StoreError, schedules, subscriptions, triggers};
 
 /// How late a tick may still fire.
@@ -28,7 +27,7 @@ const PASS_INTERVAL: Duration = Duration::from_secs(1);
 pub struct Scheduler {
     store: Store,
     clock: SharedClock,
-    wake_workers: Arc<Notify>,
+    intake: Intake,
 }
 
 impl std::fmt::Debug for Scheduler {
@@ -38,8 +37,8 @@ impl std::fmt::Debug for Scheduler {
 }
 
 impl Scheduler {
-    pub fn new(store: Store, clock: SharedClock, wake_workers: Arc<Notify>) -> Self {
-        Self { store, clock, wake_workers }
+    pub fn new(store: Store, clock: SharedClock, intake: Intake) -> Self {
+        Self { store, clock, intake }
     }
 
     /// Fires every scheduled trigger whose latest tick is due and not yet fired; returns how many
@@ -61,11 +60,11 @@ impl Scheduler {
             let created = self.store.run(move |c| fire(c, &trigger, tick, now)).await?;
             if let Some(invocations) = created {
                 fired += 1;
-                tracing::info!(tick = %crate::api::iso(tick), invocations, "scheduled trigger fired");
+                tracing::info!(tick = %crate::domain::time::iso(tick), invocations, "scheduled trigger fired");
             }
         }
         if fired > 0 {
-            self.wake_workers.notify_waiters();
+            self.intake.wake();
         }
         Ok(fired)
     }
@@ -94,7 +93,8 @@ fn fire(
         let input = scheduled_input(tick);
         let payload = Value::Object(merge_params(&trigger.params, &input));
         let subscribers = subscriptions::all_for_trigger(conn, &trigger.id)?;
-        Ok(NewEvent::real_time(
+        Ok(NewEvent::new(
+            InvocationKind::RealTime,
             &trigger.id,
             Value::Object(input).to_string(),
             "{}".into(),

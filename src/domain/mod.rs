@@ -2,6 +2,7 @@
 
 pub mod catalog;
 pub mod duration;
+pub mod event;
 pub mod filter;
 pub mod ids;
 pub mod invocation;
@@ -11,4 +12,5 @@ pub mod schema;
 pub mod scope;
 pub mod secret;
 pub mod subscription;
+pub mod time;
 pub mod trigger;

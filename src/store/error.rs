@@ -29,6 +29,19 @@ pub enum StoreError {
     Join(#[from] tokio::task::JoinError),
 }
 
+impl StoreError {
+    /// The connection is gone (the server restarted or closed it): it must not be used again.
+    pub fn is_disconnect(&self) -> bool {
+        matches!(
+            self,
+            Self::Query(DieselError::DatabaseError(
+                DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand,
+                _
+            ))
+        )
+    }
+}
+
 impl From<DieselError> for StoreError {
     fn from(e: DieselError) -> Self {
         match e {

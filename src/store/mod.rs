@@ -3,7 +3,12 @@
 pub mod clients;
 mod connection;
 mod error;
+pub mod events;
+pub mod idempotency;
 pub mod invocations;
+pub mod queue;
+pub mod replays;
+pub mod responses;
 pub mod schedules;
 mod schema;
 pub mod subscriptions;
@@ -11,7 +16,7 @@ pub mod triggers;
 
 use std::time::Duration;
 
-pub use connection::{AnyConnection, Backend, write_transaction};
+pub use connection::{AnyConnection, Backend, checkpoint, write_transaction};
 pub use error::StoreError;
 
 /// A handle on the database: cheap to clone, shared by the API, the workers and the CLI.
@@ -48,8 +53,14 @@ impl Store {
         &self,
         f: impl FnOnce(&mut AnyConnection) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let mut conn = self.pool.get().map_err(StoreError::PoolTimeout)?;
-        f(&mut conn)
+        let mut pooled = self.pool.get().map_err(StoreError::PoolTimeout)?;
+        let result = f(&mut pooled.conn);
+        if let Err(e) = &result
+            && e.is_disconnect()
+        {
+            pooled.broken = true;
+        }
+        result
     }
 
     /// Runs `f` on a pooled connection off the async threads, inside the caller's span.
@@ -61,6 +72,23 @@ impl Store {
         let store = self.clone();
         let span = tracing::Span::current();
         tokio::task::spawn_blocking(move || span.in_scope(|| store.run_blocking(f))).await?
+    }
+
+    /// Keeps SQLite's WAL short: run every half second while serving (commits never checkpoint).
+    pub async fn checkpoint_loop(&self, mut stop: tokio::sync::watch::Receiver<bool>) {
+        if self.backend != Backend::Sqlite {
+            return;
+        }
+        while !*stop.borrow() {
+            if let Err(e) = self.run(checkpoint).await {
+                tracing::warn!(error = %e, "WAL checkpoint failed; retrying");
+            }
+            tokio::select! {
+                () = tokio::time::sleep(Duration::from_millis(500)) => {}
+                _ = stop.changed() => {}
+            }
+        }
+        let _ = self.run(checkpoint).await;
     }
 
     /// Checks that the database answers.

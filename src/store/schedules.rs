@@ -3,9 +3,10 @@
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
-use super::invocations::{NewEvent, insert_events};
+use super::events::insert_events;
 use super::schema::schedule_ticks;
 use super::{AnyConnection, StoreError, write_transaction};
+use crate::domain::event::NewEvent;
 use crate::domain::ids::TriggerId;
 
 /// Claims `tick` of `trigger` and, if this call claimed it, stores the event `make` builds for it
@@ -37,7 +38,7 @@ pub fn fire(
             return Ok(None);
         }
         let event = make(conn)?;
-        let created = insert_events(conn, std::slice::from_ref(&event), now)?;
+        let (created, _) = insert_events(conn, std::slice::from_ref(&event), now, None)?;
         let invocations = created.first().map_or(0, Vec::len);
         if let Some(first) = created.first().and_then(|list| list.first()) {
             diesel::update(schedule_ticks::table.find((trigger.as_str(), tick)))

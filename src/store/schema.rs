@@ -112,6 +112,10 @@ diesel::table! {
         completed -> Nullable<Timestamp>,
         deliver_when_disabled -> Bool,
         output -> Nullable<Text>,
+        success_started -> Nullable<Timestamp>,
+        success_duration_ms -> Nullable<Integer>,
+        success_status -> Nullable<Integer>,
+        success_response -> Nullable<Text>,
     }
 }
 

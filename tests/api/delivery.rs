@@ -262,7 +262,9 @@ async fn an_invocation_whose_worker_died_is_claimed_again_after_its_lease() {
     let now = hookgate::clock::Clock::now(app.clock.as_ref());
     let taken = app
         .store
-        .run_blocking(|c| invocations::claim(c, "a-worker-that-crashes", now, Duration::from_secs(60), 10))
+        .run_blocking(|c| {
+            hookgate::store::queue::claim(c, "a-worker-that-crashes", now, Duration::from_secs(60), 10)
+        })
         .unwrap();
     assert_eq!(taken.len(), 1);
     assert_eq!(app.drain().await, 0, "the lease still holds");

@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use chrono::TimeDelta;
 use hookgate::domain::invocation::InvocationState;
-use hookgate::store::invocations::{self, Next, Outcome};
+use hookgate::store::invocations;
+use hookgate::store::queue::{self, Next, Outcome};
 use serde_json::{Value, json};
 
 use crate::helpers::{TestApp, error_text};
@@ -214,7 +215,7 @@ async fn past_the_response_deadline_an_invocation_fails_on_its_own() {
     app.drain().await;
     let got = detail(&app, id).await;
     assert_eq!(got["state"], "DEAD");
-    assert_eq!(got["lastError"], invocations::DEADLINE_PASSED);
+    assert_eq!(got["lastError"], queue::DEADLINE_PASSED);
     let dead: Value = app.get("/dead-letters/v1").await.json().await.unwrap();
     assert_eq!(dead[0]["id"], id, "an expired invocation is a dead letter");
     let late =
@@ -264,10 +265,8 @@ async fn a_callback_that_beats_the_acknowledgement_is_kept() {
     let invocation = publish(&app).await;
     let id: hookgate::domain::ids::InvocationId = invocation["id"].as_str().unwrap().parse().unwrap();
     let now = hookgate::clock::Clock::now(app.clock.as_ref());
-    let claimed = app
-        .store
-        .run_blocking(|c| invocations::claim(c, "worker-a", now, Duration::from_secs(30), 10))
-        .unwrap();
+    let claimed =
+        app.store.run_blocking(|c| queue::claim(c, "worker-a", now, Duration::from_secs(30), 10)).unwrap();
     assert_eq!(claimed.len(), 1);
     let done =
         complete(&app, id.as_str(), &json!({"secret": invocation["secret"], "output": {"approved": true}}))
@@ -286,7 +285,7 @@ async fn a_callback_that_beats_the_acknowledgement_is_kept() {
         next: Next::Awaiting(now + TimeDelta::hours(1)),
         disable: None,
     };
-    app.store.run_blocking(|c| invocations::record(c, "worker-a", &[ack], now)).unwrap();
+    app.store.run_blocking(|c| queue::record(c, "worker-a", &[ack], now)).unwrap();
     let after = app.store.run_blocking(|c| invocations::get(c, &id)).unwrap();
     assert_eq!(after.state, InvocationState::Delivered, "the late acknowledgement does not reopen it");
     assert_eq!(after.output.as_deref(), Some(r#"{"approved":true}"#));

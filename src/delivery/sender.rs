@@ -1,14 +1,11 @@
-//! The dispatcher: claims due invocations in batches, delivers them concurrently, records the
-//! outcomes in one transaction per batch. No transaction or pooled connection is held across
-//! an HTTP request; an invocation whose lease expires (a crashed worker) is claimed again.
+//! One attempt: the signed HTTP request to the subscriber, and what its answer means for the
+//! invocation. Holds no database connection.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chrono::{NaiveDateTime, TimeDelta};
+use chrono::TimeDelta;
 use reqwest::header::{CONTENT_TYPE, HeaderValue, RETRY_AFTER};
-use tokio::sync::{Notify, watch};
 use tracing::Instrument as _;
 
 use super::guard::{GuardedResolver, TargetGuard};
@@ -16,12 +13,12 @@ use super::policy::{AttemptResult, Response, RetryPolicy, Verdict, classify, cla
 use super::signer::{SigningKey, signature_header};
 use crate::clock::SharedClock;
 use crate::config::Settings;
-use crate::domain::invocation::{Attempt, InvocationKind};
+use crate::domain::event::Eligibility;
+use crate::domain::invocation::Attempt;
 use crate::domain::schema::{Schemas, Side};
 use crate::domain::subscription::{DispatchMode, HttpAuth, Subscription};
-use crate::domain::trigger::{Trigger, TriggerType};
-use crate::store::invocations::{self, Claimed, Next, Outcome};
-use crate::store::{Store, StoreError, subscriptions, triggers};
+use crate::domain::trigger::Trigger;
+use crate::store::queue::{Claimed, Next, Outcome};
 
 /// The most of a subscriber's response body that is kept.
 pub const MAX_RESPONSE_BYTES: usize = 16 * 1024;
@@ -29,44 +26,32 @@ pub const MAX_RESPONSE_BYTES: usize = 16 * 1024;
 /// The largest `REQUEST_RESPONSE` output read from a subscriber's answer.
 pub const MAX_OUTPUT_BYTES: usize = 1024 * 1024;
 
-/// Tells running delivery loops to stop.
-pub type Shutdown = watch::Receiver<bool>;
+/// What an attempt needs to know of its subscription.
+#[derive(Debug)]
+pub struct Target {
+    pub subscription: Subscription,
+    /// Its signing keys, current first.
+    pub keys: Vec<SigningKey>,
+    /// Its trigger, when that is a `REQUEST_RESPONSE` trigger.
+    pub request_response: Option<Trigger>,
+}
 
-pub struct Dispatcher {
-    store: Store,
+pub struct Sender {
     clock: SharedClock,
     client: reqwest::Client,
     guard: TargetGuard,
     policy: RetryPolicy,
-    owner: String,
-    lease: Duration,
-    batch_size: u32,
-    poll_interval: Duration,
-    notify: Arc<Notify>,
     schemas: Schemas,
     /// How long a `REQUEST_RESPONSE` subscriber has to answer.
     response_timeout: Duration,
     /// Where `complete` callbacks go: `{callback_base}/trigger-invocations/v1/{id}/complete`.
     callback_base: String,
-    /// When overdue awaiting invocations were last failed.
-    last_sweep: Mutex<Option<NaiveDateTime>>,
     /// Fixes retry jitter (tests); `None` draws it at random.
     pub jitter_seed: Option<u64>,
 }
 
-impl std::fmt::Debug for Dispatcher {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Dispatcher").field("owner", &self.owner).finish_non_exhaustive()
-    }
-}
-
-impl Dispatcher {
-    pub fn new(
-        store: Store,
-        clock: SharedClock,
-        settings: &Settings,
-        callback_base: String,
-    ) -> anyhow::Result<Self> {
+impl Sender {
+    pub fn new(clock: SharedClock, settings: &Settings, callback_base: String) -> anyhow::Result<Self> {
         let guard = TargetGuard::new(settings.allowed_target_networks.clone());
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
@@ -74,10 +59,9 @@ impl Dispatcher {
             .timeout(settings.delivery_timeout)
             .user_agent(concat!("hookgate/", env!("CARGO_PKG_VERSION")))
             .dns_resolver(Arc::new(GuardedResolver { guard: guard.clone() }))
-            .pool_max_idle_per_host(64)
+            .pool_max_idle_per_host(256)
             .build()?;
         Ok(Self {
-            store,
             clock,
             client,
             guard,
@@ -85,131 +69,14 @@ impl Dispatcher {
                 schedule: settings.retry_schedule.clone(),
                 retry_after_cap: settings.retry_after_cap,
             },
-            owner: format!("{}-{}", std::process::id(), uuid::Uuid::new_v4().simple()),
-            // Long enough for an attempt at its full timeout and the batch's recording.
-            lease: settings.delivery_timeout * 2 + Duration::from_secs(2),
-            batch_size: settings.batch_size,
-            poll_interval: settings.poll_interval,
-            notify: Arc::new(Notify::new()),
             schemas: Schemas::default(),
             response_timeout: settings.response_timeout,
             callback_base,
-            last_sweep: Mutex::new(None),
             jitter_seed: None,
         })
     }
 
-    /// Wakes idle loops (called after a publish commits).
-    pub fn notifier(&self) -> Arc<Notify> {
-        self.notify.clone()
-    }
-
-    /// Fails awaiting invocations whose response deadline passed, at most once a second.
-    async fn expire_overdue(&self) -> Result<(), StoreError> {
-        let now = self.clock.now();
-        {
-            let mut last = self.last_sweep.lock().unwrap_or_else(PoisonError::into_inner);
-            if last.is_some_and(|at| now < at + TimeDelta::seconds(1)) {
-                return Ok(());
-            }
-            *last = Some(now);
-        }
-        let expired = self.store.run(move |c| invocations::expire_overdue(c, now)).await?;
-        if expired > 0 {
-            tracing::info!(expired, "response deadlines passed");
-        }
-        Ok(())
-    }
-
-    /// Claims one batch, delivers it and records the outcomes; returns how many it handled.
-    pub async fn run_once(&self) -> Result<usize, StoreError> {
-        self.expire_overdue().await?;
-        let (owner, now, lease, limit) =
-            (self.owner.clone(), self.clock.now(), self.lease, i64::from(self.batch_size));
-        let batch = self.store.run(move |c| invocations::claim(c, &owner, now, lease, limit)).await?;
-        if batch.is_empty() {
-            return Ok(0);
-        }
-        let context = self.load_context(&batch).await?;
-        let deliveries = batch.iter().map(|claimed| self.deliver(claimed, &context));
-        let outcomes: Vec<Outcome> = futures_util::future::join_all(deliveries).await;
-        let (owner, now, handled) = (self.owner.clone(), self.clock.now(), outcomes.len());
-        self.store.run(move |c| invocations::record(c, &owner, &outcomes, now)).await?;
-        Ok(handled)
-    }
-
-    /// Delivers until nothing is due (tests: time moves only when the clock is advanced).
-    pub async fn run_until_idle(&self) -> Result<usize, StoreError> {
-        let mut total = 0;
-        loop {
-            let n = self.run_once().await?;
-            if n == 0 {
-                return Ok(total);
-            }
-            total += n;
-        }
-    }
-
-    /// Runs until `shutdown` turns true, then gives back what it still holds.
-    pub async fn run(self: Arc<Self>, mut shutdown: Shutdown) {
-        while !*shutdown.borrow() {
-            match self.run_once().await {
-                Ok(n) if n > 0 => continue,
-                Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "delivery loop failed; retrying"),
-            }
-            tokio::select! {
-                () = self.notify.notified() => {}
-                () = tokio::time::sleep(self.poll_interval) => {}
-                _ = shutdown.changed() => {}
-            }
-        }
-        let (owner, now) = (self.owner.clone(), self.clock.now());
-        match self.store.run(move |c| invocations::release(c, &owner, now)).await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(released = n, "gave back in-flight invocations"),
-            Err(e) => {
-                tracing::warn!(error = %e, "could not give back in-flight invocations; their leases will expire");
-            }
-        }
-    }
-
-    async fn load_context(&self, batch: &[Claimed]) -> Result<Context, StoreError> {
-        let mut ids: Vec<String> = batch.iter().map(|c| c.invocation.subscription_id.to_string()).collect();
-        ids.sort();
-        ids.dedup();
-        let now = self.clock.now();
-        self.store
-            .run(move |c| {
-                let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
-                let subs = subscriptions::by_ids(c, &refs)?;
-                let secrets = subscriptions::signing_secrets_of(c, &refs, now)?;
-                let mut trigger_ids: Vec<_> = subs.iter().map(|s| s.trigger_id.clone()).collect();
-                trigger_ids.sort_by(|a, b| a.as_str().cmp(b.as_str()));
-                trigger_ids.dedup();
-                let mut request_response = HashMap::new();
-                for id in trigger_ids {
-                    match triggers::get(c, &id) {
-                        Ok(t) if t.kind == TriggerType::RequestResponse => {
-                            request_response.insert(id.to_string(), t);
-                        }
-                        Ok(_) | Err(StoreError::NotFound) => {}
-                        Err(e) => return Err(e),
-                    }
-                }
-                Ok(Context {
-                    request_response,
-                    keys: secrets
-                        .into_iter()
-                        .map(|(id, list)| (id, list.iter().filter_map(SigningKey::from_secret).collect()))
-                        .collect(),
-                    subscriptions: subs.into_iter().map(|s| (s.id.to_string(), s)).collect(),
-                })
-            })
-            .await
-    }
-
-    async fn deliver(&self, claimed: &Claimed, context: &Context) -> Outcome {
+    pub async fn deliver(&self, claimed: &Claimed, target: Option<&Target>) -> Outcome {
         let invocation = &claimed.invocation;
         let span = tracing::debug_span!(
             "delivery",
@@ -220,7 +87,6 @@ impl Dispatcher {
         async move {
             let started_at = self.clock.now();
             let started = Instant::now();
-            let sub_id = invocation.subscription_id.as_str();
             let attempt = |status: Option<u16>, response: Option<String>, error: Option<String>| Attempt {
                 attempt: invocation.attempts,
                 started: started_at,
@@ -229,7 +95,7 @@ impl Dispatcher {
                 response,
                 error,
             };
-            let Some(subscription) = context.subscriptions.get(sub_id) else {
+            let Some(target) = target else {
                 let a = attempt(None, None, Some("the subscription was deleted".into()));
                 return Outcome {
                     invocation: invocation.id.clone(),
@@ -238,14 +104,9 @@ impl Dispatcher {
                     disable: None,
                 };
             };
-            if !subscription.spec.enabled
-                && invocation.kind == InvocationKind::RealTime
-                && !invocation.deliver_when_disabled
-            {
-                let reason = subscription
-                    .disabled_reason
-                    .clone()
-                    .unwrap_or_else(|| "the subscription is disabled".into());
+            let eligibility =
+                Eligibility::of(&target.subscription, invocation.kind, invocation.deliver_when_disabled);
+            if let Some(reason) = eligibility.refusal() {
                 let a = attempt(None, None, Some(reason));
                 return Outcome {
                     invocation: invocation.id.clone(),
@@ -254,9 +115,10 @@ impl Dispatcher {
                     disable: None,
                 };
             }
-            let keys = context.keys.get(sub_id).map_or(&[][..], Vec::as_slice);
-            let trigger = context.request_response.get(subscription.trigger_id.as_str());
-            let (result, response, error) = self.send(claimed, subscription, keys, trigger.is_some()).await;
+            let subscription = &target.subscription;
+            let trigger = target.request_response.as_ref();
+            let (result, response, error) =
+                self.send(claimed, subscription, &target.keys, trigger.is_some()).await;
             if let Some(trigger) = trigger
                 && let Some((next, failure)) =
                     self.answered(trigger, subscription, &result, response.as_deref())
@@ -284,8 +146,10 @@ impl Dispatcher {
             let (next, disable) = match classify(&result) {
                 Verdict::Delivered => (Next::Delivered, None),
                 Verdict::Gone => {
-                    let reason =
-                        format!("the subscriber answered 410 Gone at {}", crate::api::iso(started_at));
+                    let reason = format!(
+                        "the subscriber answered 410 Gone at {}",
+                        crate::domain::time::iso(started_at)
+                    );
                     (Next::Dead, Some((invocation.subscription_id.clone(), reason)))
                 }
                 Verdict::Retry { retry_after } => {
@@ -349,7 +213,7 @@ impl Dispatcher {
     fn body_for(&self, claimed: &Claimed, subscription: &Subscription, request_response: bool) -> String {
         let mode = subscription.spec.target.dispatch_mode;
         if !request_response || mode == DispatchMode::Sync {
-            return claimed.payload.clone();
+            return claimed.payload.to_string();
         }
         let invocation = &claimed.invocation;
         let metadata = serde_json::json!({
@@ -360,7 +224,7 @@ impl Dispatcher {
             "triggerType": "requestResponse",
         });
         let payload = claimed.payload.trim_end();
-        let Some(open) = payload.strip_suffix('}') else { return claimed.payload.clone() };
+        let Some(open) = payload.strip_suffix('}') else { return claimed.payload.to_string() };
         let separator = if open.trim_end().ends_with('{') { "" } else { "," };
         format!("{open}{separator}\"_metadata\":{metadata}}}")
     }
@@ -459,13 +323,6 @@ fn truncate(mut text: String, max: usize) -> String {
         text.truncate(end);
     }
     text
-}
-
-struct Context {
-    /// The `REQUEST_RESPONSE` triggers of the batch's subscriptions, by id.
-    request_response: HashMap<String, Trigger>,
-    subscriptions: HashMap<String, Subscription>,
-    keys: HashMap<String, Vec<SigningKey>>,
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {

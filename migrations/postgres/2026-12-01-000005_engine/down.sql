@@ -1,0 +1,10 @@
+DROP INDEX invocations_dead;
+DROP INDEX invocations_awaiting;
+DROP INDEX invocations_leased;
+DROP INDEX invocations_pending;
+CREATE INDEX invocations_lease ON invocations (state, lease_expires_at);
+CREATE INDEX invocations_due ON invocations (state, next_attempt_at);
+ALTER TABLE invocations DROP COLUMN success_response;
+ALTER TABLE invocations DROP COLUMN success_status;
+ALTER TABLE invocations DROP COLUMN success_duration_ms;
+ALTER TABLE invocations DROP COLUMN success_started;

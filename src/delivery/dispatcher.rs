@@ -1,0 +1,469 @@
+//! The dispatcher: takes work (handed over by publishes in memory, or claimed from the database),
+//! sends it with bounded concurrency and per-subscription fairness, and records the outcomes in
+//! batches. The three stages run at once, joined by queues: the sender never waits for a batch
+//! to be recorded. No transaction or pooled connection is held across an HTTP request; work whose
+//! lease expires (an instance that died) is claimed again.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use chrono::{NaiveDateTime, TimeDelta};
+use futures_util::StreamExt as _;
+use futures_util::stream::FuturesUnordered;
+use tokio::sync::{mpsc, watch};
+
+use super::intake::Intake;
+use super::recorder;
+use super::sender::{Sender, Target};
+use super::signer::SigningKey;
+use crate::clock::SharedClock;
+use crate::config::Settings;
+use crate::domain::invocation::Attempt;
+use crate::domain::trigger::TriggerType;
+use crate::store::queue::{self, Claimed, Next, Outcome};
+use crate::store::{Store, StoreError, subscriptions, triggers};
+
+/// Tells running delivery loops to stop.
+pub type Shutdown = watch::Receiver<bool>;
+
+/// How long a subscription's settings are trusted before they are read again.
+const TARGET_TTL: Duration = Duration::from_millis(500);
+
+/// A subscription whose requests take longer than this is slow: it may hold no more work in
+/// memory than it can send within its lease.
+const SLOW: Duration = Duration::from_secs(1);
+
+pub struct Dispatcher {
+    store: Store,
+    clock: SharedClock,
+    sender: Sender,
+    intake: Intake,
+    /// The hand-off queue's receiving end, taken by the running pipeline.
+    queue: Mutex<Option<mpsc::UnboundedReceiver<Claimed>>>,
+    lease: Duration,
+    batch_size: u32,
+    claim_loops: u32,
+    poll_interval: Duration,
+    max_in_flight: usize,
+    per_subscription: usize,
+    /// The claim loop found no room in memory: the recorder wakes it when room comes back.
+    starved: AtomicBool,
+    /// When overdue awaiting invocations were last failed.
+    last_sweep: Mutex<Option<NaiveDateTime>>,
+}
+
+impl std::fmt::Debug for Dispatcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dispatcher").field("owner", &self.intake.owner()).finish_non_exhaustive()
+    }
+}
+
+impl Dispatcher {
+    pub fn new(
+        store: Store,
+        clock: SharedClock,
+        settings: &Settings,
+        callback_base: String,
+    ) -> anyhow::Result<Self> {
+        let owner = format!("{}-{}", std::process::id(), uuid::Uuid::new_v4().simple());
+        // Long enough for an attempt at its full timeout and the batch's recording.
+        let lease = settings.delivery_timeout * 2 + Duration::from_secs(2);
+        let max_in_flight = settings.max_in_flight;
+        // Work in memory: what is being sent, what waits its turn, and what waits to be recorded.
+        let capacity = if settings.workers == 0 { 0 } else { max_in_flight * 4 };
+        let (intake, queue) = Intake::new(owner, lease, capacity);
+        Ok(Self {
+            sender: Sender::new(clock.clone(), settings, callback_base)?,
+            store,
+            clock,
+            intake,
+            queue: Mutex::new(Some(queue)),
+            lease,
+            batch_size: settings.batch_size,
+            claim_loops: settings.workers.max(1),
+            poll_interval: settings.poll_interval,
+            max_in_flight,
+            per_subscription: settings.max_in_flight_per_subscription.min(max_in_flight),
+            starved: AtomicBool::new(false),
+            last_sweep: Mutex::new(None),
+        })
+    }
+
+    /// Where publishes hand their invocations over, and wake the claim loop.
+    pub fn intake(&self) -> Intake {
+        self.intake.clone()
+    }
+
+    /// Fails awaiting invocations whose response deadline passed, at most once a second.
+    async fn expire_overdue(&self) -> Result<(), StoreError> {
+        let now = self.clock.now();
+        {
+            let mut last = self.last_sweep.lock().unwrap_or_else(PoisonError::into_inner);
+            if last.is_some_and(|at| now < at + TimeDelta::seconds(1)) {
+                return Ok(());
+            }
+            *last = Some(now);
+        }
+        let expired = self.store.run(move |c| queue::expire_overdue(c, now)).await?;
+        if expired > 0 {
+            tracing::info!(expired, "response deadlines passed");
+        }
+        Ok(())
+    }
+
+    async fn claim(&self, limit: usize) -> Result<Vec<Claimed>, StoreError> {
+        let (owner, now, lease) = (self.intake.owner().to_owned(), self.clock.now(), self.lease);
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.store.run(move |c| queue::claim(c, &owner, now, lease, limit)).await
+    }
+
+    /// Claims one batch, delivers it and records the outcomes; returns how many it handled.
+    /// Tests drive delivery with it (time moves only when their clock is advanced).
+    pub async fn run_once(&self) -> Result<usize, StoreError> {
+        self.expire_overdue().await?;
+        let batch = self.claim(self.batch_size as usize).await?;
+        if batch.is_empty() {
+            return Ok(0);
+        }
+        let ids = batch.iter().map(|c| c.invocation.subscription_id.to_string()).collect();
+        let targets = self.load_targets(ids).await?;
+        let deliveries = batch.iter().map(|claimed| {
+            let target = targets.get(claimed.invocation.subscription_id.as_str()).and_then(Option::as_deref);
+            self.sender.deliver(claimed, target)
+        });
+        let outcomes: Vec<Outcome> = futures_util::future::join_all(deliveries).await;
+        let handled = outcomes.len();
+        recorder::record(&self.store, self.intake.owner(), &self.clock, Arc::new(outcomes)).await?;
+        Ok(handled)
+    }
+
+    /// Delivers until nothing is due.
+    pub async fn run_until_idle(&self) -> Result<usize, StoreError> {
+        let mut total = 0;
+        loop {
+            let n = self.run_once().await?;
+            if n == 0 {
+                return Ok(total);
+            }
+            total += n;
+        }
+    }
+
+    /// Runs the pipeline until `shutdown` turns true: the requests under way finish and are
+    /// recorded, then everything still held is given back.
+    pub async fn run(self: Arc<Self>, shutdown: Shutdown) {
+        let Some(queue) = self.queue.lock().unwrap_or_else(PoisonError::into_inner).take() else {
+            tracing::warn!("the delivery pipeline is already running");
+            return;
+        };
+        let (outcomes, recorded) = mpsc::unbounded_channel();
+        let recording = actix_web::rt::spawn(self.clone().record_loop(recorded));
+        let claiming: Vec<_> = (0..self.claim_loops)
+            .map(|_| actix_web::rt::spawn(self.clone().claim_loop(shutdown.clone())))
+            .collect();
+        self.clone().pump(queue, outcomes, shutdown).await;
+        for claimer in claiming {
+            let _ = claimer.await;
+        }
+        let _ = recording.await;
+        let (owner, now) = (self.intake.owner().to_owned(), self.clock.now());
+        match self.store.run(move |c| queue::release(c, &owner, now)).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(released = n, "gave back in-flight invocations"),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not give back in-flight invocations; their leases will expire");
+            }
+        }
+    }
+
+    /// Claims retries, expired leases and work published without a lease, whenever there is
+    /// room in memory and a reason to look: a wake-up, the poll interval, or a full last batch.
+    async fn claim_loop(self: Arc<Self>, mut shutdown: Shutdown) {
+        let mut again = true;
+        while !*shutdown.borrow() {
+            if !again {
+                tokio::select! {
+                    () = self.intake.woken() => {}
+                    () = tokio::time::sleep(self.poll_interval) => {}
+                    _ = shutdown.changed() => continue,
+                }
+            }
+            again = false;
+            if let Err(e) = self.expire_overdue().await {
+                tracing::warn!(error = %e, "failing overdue responses failed; retrying");
+            }
+            let want = self.intake.room().min(self.batch_size as usize);
+            if want == 0 || self.intake.take(want).is_none() {
+                self.starved.store(true, Ordering::Release);
+                continue;
+            }
+            match self.claim(want).await {
+                Ok(claimed) => {
+                    let got = claimed.len();
+                    self.intake.release(want - got);
+                    again = got == want;
+                    for item in claimed {
+                        self.intake.enqueue(item);
+                    }
+                }
+                Err(e) => {
+                    self.intake.release(want);
+                    tracing::warn!(error = %e, "claiming due invocations failed; retrying");
+                }
+            }
+        }
+    }
+
+    /// Records outcomes as they come, as many per transaction as have arrived meanwhile.
+    async fn record_loop(self: Arc<Self>, mut outcomes: mpsc::UnboundedReceiver<Outcome>) {
+        while let Some(first) = outcomes.recv().await {
+            let mut batch = vec![first];
+            while batch.len() < recorder::MAX_BATCH {
+                match outcomes.try_recv() {
+                    Ok(outcome) => batch.push(outcome),
+                    Err(_) => break,
+                }
+            }
+            let n = batch.len();
+            recorder::record_until_done(&self.store, self.intake.owner(), &self.clock, batch).await;
+            self.intake.release(n);
+            if self.starved.swap(false, Ordering::AcqRel) {
+                self.intake.wake();
+            }
+        }
+    }
+
+    /// Sends what is handed over or claimed: at most `max_in_flight` requests at once, at most
+    /// `per_subscription` to one subscription, subscriptions taking turns.
+    async fn pump(
+        self: Arc<Self>,
+        mut queue: mpsc::UnboundedReceiver<Claimed>,
+        outcomes: mpsc::UnboundedSender<Outcome>,
+        mut shutdown: Shutdown,
+    ) {
+        let mut lanes = Lanes::default();
+        let mut targets: HashMap<String, (Option<Arc<Target>>, Instant)> = HashMap::new();
+        let mut running = FuturesUnordered::new();
+        let mut closing = *shutdown.borrow();
+        let mut tick = tokio::time::interval(Duration::from_millis(250));
+        loop {
+            while !closing && running.len() < self.max_in_flight {
+                let Some(claimed) = lanes.next(self.per_subscription) else { break };
+                let sub = claimed.invocation.subscription_id.to_string();
+                let target = targets.get(&sub).and_then(|(t, _)| t.clone());
+                let this = self.clone();
+                running.push(async move {
+                    let started = Instant::now();
+                    let outcome = this.sender.deliver(&claimed, target.as_deref()).await;
+                    (sub, outcome, started.elapsed())
+                });
+            }
+            if closing && running.is_empty() {
+                break;
+            }
+            tokio::select! {
+                item = queue.recv(), if !closing => {
+                    let Some(first) = item else { closing = true; continue };
+                    let mut arrivals = vec![first];
+                    while let Ok(more) = queue.try_recv() {
+                        arrivals.push(more);
+                    }
+                    self.refresh_targets(&arrivals, &mut targets).await;
+                    for claimed in arrivals {
+                        lanes.push(claimed);
+                    }
+                }
+                Some((sub, outcome, took)) = running.next(), if !running.is_empty() => {
+                    lanes.finished(&sub, took);
+                    let _ = outcomes.send(outcome);
+                }
+                changed = shutdown.changed(), if !closing => {
+                    closing = changed.is_err() || *shutdown.borrow();
+                }
+                _ = tick.tick() => {}
+            }
+            for claimed in lanes.trim_slow(self.per_subscription, self.lease) {
+                let _ = outcomes.send(self.deferred(&claimed.0, claimed.1));
+            }
+        }
+    }
+
+    /// A claimed invocation given back unattempted, due again after `wait`.
+    fn deferred(&self, claimed: &Claimed, wait: Duration) -> Outcome {
+        let now = self.clock.now();
+        Outcome {
+            invocation: claimed.invocation.id.clone(),
+            attempt: Attempt {
+                attempt: claimed.invocation.attempts,
+                started: now,
+                duration_ms: 0,
+                status: None,
+                response: None,
+                error: None,
+            },
+            next: Next::Deferred(now + TimeDelta::from_std(wait).unwrap_or(TimeDelta::seconds(1))),
+            disable: None,
+        }
+    }
+
+    /// Reads the subscriptions of `arrivals` that are not known or not fresh.
+    async fn refresh_targets(
+        &self,
+        arrivals: &[Claimed],
+        targets: &mut HashMap<String, (Option<Arc<Target>>, Instant)>,
+    ) {
+        let mut stale: Vec<String> = arrivals
+            .iter()
+            .map(|c| c.invocation.subscription_id.as_str())
+            .filter(|id| targets.get(*id).is_none_or(|(_, at)| at.elapsed() > TARGET_TTL))
+            .map(str::to_owned)
+            .collect();
+        if stale.is_empty() {
+            return;
+        }
+        stale.sort_unstable();
+        stale.dedup();
+        match self.load_targets(stale).await {
+            Ok(loaded) => {
+                let now = Instant::now();
+                for (id, target) in loaded {
+                    targets.insert(id, (target, now));
+                }
+            }
+            // Deliveries without a target fail as deleted; keep what is known instead.
+            Err(e) => tracing::warn!(error = %e, "reading subscriptions failed; using what is known"),
+        }
+    }
+
+    /// The targets of these subscriptions; `None` for those that no longer exist.
+    async fn load_targets(
+        &self,
+        ids: Vec<String>,
+    ) -> Result<HashMap<String, Option<Arc<Target>>>, StoreError> {
+        let now = self.clock.now();
+        self.store
+            .run(move |c| {
+                let mut ids = ids;
+                ids.sort_unstable();
+                ids.dedup();
+                let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+                let subs = subscriptions::by_ids(c, &refs)?;
+                let mut secrets = subscriptions::signing_secrets_of(c, &refs, now)?;
+                let mut rr_triggers = HashMap::new();
+                let mut out: HashMap<String, Option<Arc<Target>>> =
+                    ids.iter().map(|id| (id.clone(), None)).collect();
+                for subscription in subs {
+                    let trigger_id = subscription.trigger_id.to_string();
+                    if !rr_triggers.contains_key(&trigger_id) {
+                        let trigger = match triggers::get(c, &subscription.trigger_id) {
+                            Ok(t) => (t.kind == TriggerType::RequestResponse).then_some(t),
+                            Err(StoreError::NotFound) => None,
+                            Err(e) => return Err(e),
+                        };
+                        rr_triggers.insert(trigger_id.clone(), trigger);
+                    }
+                    let keys = secrets
+                        .remove(subscription.id.as_str())
+                        .unwrap_or_default()
+                        .iter()
+                        .filter_map(SigningKey::from_secret)
+                        .collect();
+                    let target =
+                        Target { request_response: rr_triggers[&trigger_id].clone(), keys, subscription };
+                    out.insert(target.subscription.id.to_string(), Some(Arc::new(target)));
+                }
+                Ok(out)
+            })
+            .await
+    }
+}
+
+/// Per-subscription queues of work in memory, taking turns.
+#[derive(Default)]
+struct Lanes {
+    lanes: HashMap<String, Lane>,
+    /// Subscriptions with queued work, in turn order.
+    turn: VecDeque<String>,
+}
+
+struct Lane {
+    queue: VecDeque<Claimed>,
+    in_flight: usize,
+    /// A moving average of how long its requests take.
+    latency: Duration,
+    /// When a request of it last finished, or its first one started.
+    progress: Instant,
+}
+
+impl Lane {
+    fn slow(&self) -> bool {
+        self.latency > SLOW || (self.in_flight > 0 && self.progress.elapsed() > SLOW)
+    }
+}
+
+impl Lanes {
+    fn push(&mut self, claimed: Claimed) {
+        let sub = claimed.invocation.subscription_id.to_string();
+        let lane = self.lanes.entry(sub.clone()).or_insert_with(|| Lane {
+            queue: VecDeque::new(),
+            in_flight: 0,
+            latency: Duration::ZERO,
+            progress: Instant::now(),
+        });
+        if lane.queue.is_empty() {
+            self.turn.push_back(sub);
+        }
+        lane.queue.push_back(claimed);
+    }
+
+    /// The next invocation to send: from the first subscription in turn with room.
+    fn next(&mut self, per_subscription: usize) -> Option<Claimed> {
+        for _ in 0..self.turn.len() {
+            let sub = self.turn.pop_front()?;
+            let Some(lane) = self.lanes.get_mut(&sub) else { continue };
+            if lane.in_flight >= per_subscription {
+                self.turn.push_back(sub);
+                continue;
+            }
+            let claimed = lane.queue.pop_front()?;
+            if lane.in_flight == 0 {
+                lane.progress = Instant::now();
+            }
+            lane.in_flight += 1;
+            if !lane.queue.is_empty() {
+                self.turn.push_back(sub);
+            }
+            return Some(claimed);
+        }
+        None
+    }
+
+    fn finished(&mut self, sub: &str, took: Duration) {
+        let Some(lane) = self.lanes.get_mut(sub) else { return };
+        lane.in_flight = lane.in_flight.saturating_sub(1);
+        lane.latency = if lane.latency.is_zero() { took } else { (lane.latency * 4 + took) / 5 };
+        lane.progress = Instant::now();
+        if lane.in_flight == 0 && lane.queue.is_empty() && !lane.slow() {
+            self.lanes.remove(sub);
+        }
+    }
+
+    /// Takes out what slow subscriptions could not start within their lease, with how long each
+    /// should wait: it goes back to the database rather than expire in memory.
+    fn trim_slow(&mut self, per_subscription: usize, lease: Duration) -> Vec<(Claimed, Duration)> {
+        let mut out = Vec::new();
+        for lane in self.lanes.values_mut().filter(|l| l.slow() && l.queue.len() > per_subscription) {
+            let per_request = lane.latency.max(lane.progress.elapsed()).max(SLOW);
+            let rounds = u32::try_from(lane.queue.len() / per_subscription.max(1)).unwrap_or(u32::MAX);
+            let wait = (per_request * rounds).clamp(SLOW, lease);
+            while lane.queue.len() > per_subscription {
+                if let Some(claimed) = lane.queue.pop_back() {
+                    out.push((claimed, wait));
+                }
+            }
+        }
+        out
+    }
+}

@@ -1,0 +1,183 @@
+//! Publishing: one call stores a batch of events, picks their subscribers, honours the
+//! `Idempotency-Key`, and creates the invocations, all in one transaction.
+
+use std::sync::Arc;
+
+use chrono::NaiveDateTime;
+use serde_json::Value;
+
+use super::idempotency::{self, Answered, IdempotencyKey, Recalled};
+use super::invocations::{InvocationRow, Lease, insert_rows};
+use super::queue::Claimed;
+use super::schema::{events, invocations};
+use super::{AnyConnection, StoreError, subscriptions, write_transaction};
+use crate::domain::event::NewEvent;
+use crate::domain::ids::TriggerId;
+use crate::domain::invocation::{Invocation, InvocationKind};
+use diesel::prelude::*;
+
+/// An event checked against its trigger, ready to publish.
+#[derive(Debug, Clone)]
+pub struct Draft {
+    pub trigger_id: TriggerId,
+    pub input: String,
+    pub content_json: String,
+    /// The trigger's params merged with the input: what subscribers receive.
+    pub payload: Value,
+}
+
+/// What a publish stored, or why it stored nothing.
+#[derive(Debug)]
+pub enum Published {
+    /// Per event, its invocations; `leased` are those created in flight under the offered lease,
+    /// with their payload, for the caller to hand to its dispatcher.
+    Created { invocations: Vec<Vec<Invocation>>, leased: Vec<Claimed> },
+    /// A repeat of a keyed request: per event, the invocations the first one created.
+    Replayed(Vec<Vec<Invocation>>),
+    /// A repeat of a request answered before answers were kept as ids: the body it was given.
+    ReplayedBody(String),
+    /// The key was already used for a different request.
+    KeyReused,
+}
+
+/// Publishes `drafts` (real-time events). `offer` is asked, once the number of new invocations is
+/// known, for a lease to create them under (in flight, handed over in memory); `None` leaves them
+/// pending for any instance to claim.
+pub fn publish(
+    conn: &mut AnyConnection,
+    drafts: &[Draft],
+    key: Option<&IdempotencyKey>,
+    now: NaiveDateTime,
+    offer: &mut dyn FnMut(usize) -> Option<Lease>,
+) -> Result<Published, StoreError> {
+    write_transaction(conn, |conn| {
+        if let Some(key) = key {
+            match idempotency::recall(conn, key, now)? {
+                Recalled::Same(answered) => return Ok(Published::Replayed(read_back(conn, &answered)?)),
+                Recalled::SameBody(body) => return Ok(Published::ReplayedBody(body)),
+                Recalled::Different => return Ok(Published::KeyReused),
+                Recalled::Unknown => {}
+            }
+        }
+        let mut subscribers = std::collections::HashMap::new();
+        let mut new_events = Vec::with_capacity(drafts.len());
+        for draft in drafts {
+            if !subscribers.contains_key(draft.trigger_id.as_str()) {
+                let subs = subscriptions::all_for_trigger(conn, &draft.trigger_id)?;
+                subscribers.insert(draft.trigger_id.to_string(), subs);
+            }
+            new_events.push(NewEvent::new(
+                InvocationKind::RealTime,
+                &draft.trigger_id,
+                draft.input.clone(),
+                draft.content_json.clone(),
+                &draft.payload,
+                &subscribers[draft.trigger_id.as_str()],
+            ));
+        }
+        let live: usize = new_events.iter().map(|e| e.subscriptions.len()).sum();
+        let lease = if live > 0 { offer(live) } else { None };
+        let (invocations, leased) = insert_events(conn, &new_events, now, lease.as_ref())?;
+        if let Some(key) = key {
+            let answered = Answered {
+                events: invocations.iter().map(|l| l.iter().map(|i| i.id.to_string()).collect()).collect(),
+            };
+            idempotency::remember(conn, key, &answered, now)?;
+        }
+        Ok(Published::Created { invocations, leased })
+    })
+}
+
+/// The invocations a keyed request created, per event, in the order first answered.
+fn read_back(conn: &mut AnyConnection, answered: &Answered) -> Result<Vec<Vec<Invocation>>, StoreError> {
+    let ids: Vec<&str> = answered.events.iter().flatten().map(String::as_str).collect();
+    let mut found: std::collections::HashMap<String, Invocation> =
+        super::invocations::by_ids(conn, &ids)?.into_iter().map(|i| (i.id.to_string(), i)).collect();
+    Ok(answered.events.iter().map(|list| list.iter().filter_map(|id| found.remove(id)).collect()).collect())
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = events)]
+struct EventRow<'a> {
+    id: String,
+    trigger_id: &'a str,
+    kind: &'static str,
+    input: &'a str,
+    content_json: &'a str,
+    payload: &'a str,
+    created: NaiveDateTime,
+}
+
+/// Stores events and their invocations in the caller's transaction: live ones pending, or in
+/// flight under `lease`; held ones as dead letters. Returns, per event, its live invocations, and
+/// those created under the lease with their payload.
+pub fn insert_events(
+    conn: &mut AnyConnection,
+    new_events: &[NewEvent],
+    now: NaiveDateTime,
+    lease: Option<&Lease>,
+) -> Result<(Vec<Vec<Invocation>>, Vec<Claimed>), StoreError> {
+    let mut event_rows = Vec::with_capacity(new_events.len());
+    let mut live_rows = Vec::new();
+    let mut held_rows = Vec::new();
+    let mut per_event = Vec::with_capacity(new_events.len());
+    for event in new_events {
+        let event_id = uuid::Uuid::now_v7().to_string();
+        let first = live_rows.len();
+        for subscription in &event.subscriptions {
+            live_rows.push(InvocationRow::new(&event_id, subscription, event, now, lease, None));
+        }
+        per_event.push(first..live_rows.len());
+        for (subscription, reason) in &event.held {
+            held_rows.push(InvocationRow::new(
+                &event_id,
+                subscription,
+                event,
+                now,
+                None,
+                Some(reason.clone()),
+            ));
+        }
+        event_rows.push(EventRow {
+            id: event_id,
+            trigger_id: event.trigger_id.as_str(),
+            kind: event.kind.as_str(),
+            input: &event.input,
+            content_json: &event.content_json,
+            payload: &event.payload,
+            created: now,
+        });
+    }
+    insert_rows!(conn, events::table, event_rows);
+    insert_rows!(conn, invocations::table, live_rows);
+    insert_rows!(conn, invocations::table, held_rows);
+    let mut created: Vec<Invocation> =
+        live_rows.into_iter().map(InvocationRow::into_domain).collect::<Result<_, _>>()?;
+    let mut leased = Vec::new();
+    if lease.is_some() {
+        for (event, range) in new_events.iter().zip(&per_event) {
+            let payload: Arc<str> = Arc::from(event.payload.as_str());
+            for invocation in &created[range.clone()] {
+                leased.push(Claimed { invocation: invocation.clone(), payload: payload.clone() });
+            }
+        }
+    }
+    let mut out = Vec::with_capacity(per_event.len());
+    for range in per_event.into_iter().rev() {
+        out.push(created.split_off(range.start));
+    }
+    out.reverse();
+    Ok((out, leased))
+}
+
+/// Test invocations: one event of kind TEST to the given subscriptions, in one transaction.
+pub fn insert_test_event(
+    conn: &mut AnyConnection,
+    event: &NewEvent,
+    now: NaiveDateTime,
+) -> Result<Vec<Invocation>, StoreError> {
+    write_transaction(conn, |c| {
+        let (mut lists, _) = insert_events(c, std::slice::from_ref(event), now, None)?;
+        Ok(lists.remove(0))
+    })
+}
