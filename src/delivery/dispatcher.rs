@@ -450,17 +450,19 @@ impl Lanes {
         }
     }
 
-    /// Takes out what slow subscriptions could not start within their lease, with how long each
-    /// should wait: it goes back to the database rather than expire in memory.
+    /// Takes out what slow subscriptions could not start soon, each with how long it should wait
+    /// (about when its turn would have come): it goes back to the database rather than let its
+    /// lease run out in memory.
     fn trim_slow(&mut self, per_subscription: usize, lease: Duration) -> Vec<(Claimed, Duration)> {
         let mut out = Vec::new();
-        for lane in self.lanes.values_mut().filter(|l| l.slow() && l.queue.len() > per_subscription) {
+        let cap = per_subscription.max(1);
+        for lane in self.lanes.values_mut().filter(|l| l.slow() && l.queue.len() > cap) {
             let per_request = lane.latency.max(lane.progress.elapsed()).max(SLOW);
-            let rounds = u32::try_from(lane.queue.len() / per_subscription.max(1)).unwrap_or(u32::MAX);
-            let wait = (per_request * rounds).clamp(SLOW, lease);
-            while lane.queue.len() > per_subscription {
+            while lane.queue.len() > cap {
+                let position = lane.queue.len() - 1;
+                let rounds = u32::try_from(position / cap).unwrap_or(u32::MAX);
                 if let Some(claimed) = lane.queue.pop_back() {
-                    out.push((claimed, wait));
+                    out.push((claimed, (per_request * rounds).clamp(SLOW, lease)));
                 }
             }
         }

@@ -13,6 +13,8 @@ pub mod schedules;
 mod schema;
 pub mod subscriptions;
 pub mod triggers;
+#[cfg(test)]
+mod upgrade_tests;
 
 use std::time::Duration;
 

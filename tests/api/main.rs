@@ -5,6 +5,7 @@ mod auth;
 mod cli;
 mod cli_remote;
 mod delivery;
+mod engine;
 mod errors;
 mod helpers;
 mod invocations;
