@@ -16,7 +16,10 @@ use crate::domain::invocation::InvocationState;
 enum Scratch {
     /// The directory lives as long as the test.
     Sqlite(#[expect(dead_code, reason = "held for its Drop")] tempfile::TempDir),
-    Postgres { admin: String, schema: String },
+    Postgres {
+        admin: String,
+        schema: String,
+    },
 }
 
 impl Scratch {

@@ -6,13 +6,11 @@
 //! instead publishes N events to a server that does not deliver, then starts one that does and
 //! measures the drain.
 
-use std::collections::HashMap;
-use std::net::TcpListener;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
+use actix_web::{App, HttpServer, web};
 use anyhow::{Context as _, bail};
 use clap::Args;
 use serde_json::{Value, json};
@@ -22,7 +20,9 @@ use crate::domain::scope::Scopes;
 use crate::store::{Backend, Store, clients};
 
 mod process;
+mod sink;
 use process::{cpu_seconds, cpu_seconds_of_all, peak_rss_mb, round3};
+use sink::{Received, free_port, micros_now, percentile, receive};
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
@@ -53,53 +53,6 @@ pub struct BenchArgs {
     /// Publish this many events while nothing delivers, then measure how fast they drain.
     #[arg(long)]
     pending: Option<usize>,
-}
-
-#[derive(Default)]
-struct Received {
-    /// (seq, subscription) → times received.
-    seen: HashMap<(u64, usize), u32>,
-    latencies_us: Vec<u64>,
-    total: usize,
-}
-
-fn micros_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
-}
-
-async fn receive(req: HttpRequest, body: web::Bytes, state: web::Data<Arc<Mutex<Received>>>) -> HttpResponse {
-    let now = micros_now();
-    let sub: usize = req.path().trim_start_matches("/s").parse().unwrap_or(usize::MAX);
-    if let Ok(v) = serde_json::from_slice::<Value>(&body) {
-        let (seq, t0) = (v["seq"].as_u64().unwrap_or(u64::MAX), v["t0"].as_u64().unwrap_or(now));
-        let mut r = state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        *r.seen.entry((seq, sub)).or_default() += 1;
-        r.latencies_us.push(now.saturating_sub(t0));
-        r.total += 1;
-    }
-    HttpResponse::Ok().finish()
-}
-
-fn free_port() -> anyhow::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
-fn percentile(sorted: &[u64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    #[expect(
-        clippy::cast_possible_truncation,
-        clippy::cast_sign_loss,
-        clippy::cast_precision_loss,
-        reason = "an index into a short list"
-    )]
-    let i = ((sorted.len() - 1) as f64 * p).round() as usize;
-    #[expect(clippy::cast_precision_loss, reason = "microseconds fit in f64")]
-    let ms = sorted[i] as f64 / 1000.0;
-    (ms * 100.0).round() / 100.0
 }
 
 /// A database made for one run, and what to remove afterwards.
