@@ -55,7 +55,8 @@ pub fn open_store(settings: &Settings, clock: &SharedClock) -> anyhow::Result<St
 impl Application {
     pub fn build(settings: Settings, clock: SharedClock) -> anyhow::Result<Self> {
         install_tls_provider();
-        let store = open_store(&settings, &clock)?;
+        let mut store = open_store(&settings, &clock)?;
+        store.start_writer().context("starting the SQLite writer")?;
         let listener =
             TcpListener::bind(settings.listen).with_context(|| format!("binding {}", settings.listen))?;
         let port = listener.local_addr()?.port();

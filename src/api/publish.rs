@@ -190,7 +190,7 @@ pub async fn start(
         drafts.iter().map(|d| serde_json::from_str(&d.content_json).unwrap_or_default()).collect();
     let (published, reservation) = state
         .store
-        .run(move |c| {
+        .write(move |c| {
             let mut reservation = None;
             let published = events::publish(c, &drafts, key.as_ref(), now, &mut |count| {
                 let (room, lease) = intake.reserve(count, now)?;

@@ -67,7 +67,10 @@ enum Command {
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     let mut settings = Settings::load(cli.config.as_deref())?;
-    telemetry::init(&settings.log, settings.log_format);
+    // The benchmark's own subscriber and load generator log only what goes wrong: its stdout is
+    // the result, and the server it runs logs to a file.
+    let log = if matches!(cli.command, Some(Command::Bench(_))) { "warn" } else { settings.log.as_str() };
+    telemetry::init(log, settings.log_format);
     let clock: SharedClock = Arc::new(SystemClock);
     match cli.command.unwrap_or(Command::Serve { listen: None }) {
         Command::Serve { listen } => {

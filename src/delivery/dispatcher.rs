@@ -106,7 +106,7 @@ impl Dispatcher {
             }
             *last = Some(now);
         }
-        let expired = self.store.run(move |c| queue::expire_overdue(c, now)).await?;
+        let expired = self.store.write(move |c| queue::expire_overdue(c, now)).await?;
         if expired > 0 {
             tracing::info!(expired, "response deadlines passed");
         }
@@ -116,7 +116,7 @@ impl Dispatcher {
     async fn claim(&self, limit: usize) -> Result<Vec<Claimed>, StoreError> {
         let (owner, now, lease) = (self.intake.owner().to_owned(), self.clock.now(), self.lease);
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        self.store.run(move |c| queue::claim(c, &owner, now, lease, limit)).await
+        self.store.write(move |c| queue::claim(c, &owner, now, lease, limit)).await
     }
 
     /// Claims one batch, delivers it and records the outcomes; returns how many it handled.
@@ -169,7 +169,7 @@ impl Dispatcher {
         }
         let _ = recording.await;
         let (owner, now) = (self.intake.owner().to_owned(), self.clock.now());
-        match self.store.run(move |c| queue::release(c, &owner, now)).await {
+        match self.store.write(move |c| queue::release(c, &owner, now)).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(released = n, "gave back in-flight invocations"),
             Err(e) => {

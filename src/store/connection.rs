@@ -101,7 +101,7 @@ impl ManageConnection for Manager {
 }
 
 impl Manager {
-    fn establish(&self) -> Result<AnyConnection, r2d2::Error> {
+    pub(super) fn establish(&self) -> Result<AnyConnection, r2d2::Error> {
         match self.backend {
             Backend::Postgres => diesel::PgConnection::establish(&self.url)
                 .map(AnyConnection::Postgresql)
@@ -185,6 +185,11 @@ where
     let AnyConnection::Sqlite(sqlite) = conn else {
         return conn.transaction(f);
     };
+    let status = <AnsiTransactionManager as TransactionManager<diesel::SqliteConnection>>::transaction_manager_status_mut(sqlite);
+    if status.transaction_depth()?.is_some() {
+        // Already inside a transaction (the writer's group): a savepoint.
+        return conn.transaction(f);
+    }
     AnsiTransactionManager::begin_transaction_sql(sqlite, "BEGIN IMMEDIATE")?;
     let result = f(conn);
     let AnyConnection::Sqlite(sqlite) = conn else {

@@ -25,6 +25,11 @@ pub enum StoreError {
     Corrupt(String),
     #[error("database query failed")]
     Query(#[source] DieselError),
+    /// The shared transaction a write ran in did not commit.
+    #[error("the transaction did not commit: {0}")]
+    Commit(String),
+    #[error("the database writer has stopped")]
+    WriterGone,
     #[error("blocking task failed")]
     Join(#[from] tokio::task::JoinError),
 }

@@ -15,6 +15,7 @@ pub mod subscriptions;
 pub mod triggers;
 #[cfg(test)]
 mod upgrade_tests;
+mod writer;
 
 use std::time::Duration;
 
@@ -26,6 +27,9 @@ pub use error::StoreError;
 pub struct Store {
     pool: connection::Pool,
     backend: Backend,
+    url: String,
+    /// SQLite's one writing connection, once started (see [`Store::start_writer`]).
+    writer: Option<writer::Writer>,
 }
 
 impl std::fmt::Debug for Store {
@@ -38,7 +42,7 @@ impl Store {
     /// Opens a pool of up to `max_connections` on `url` (a SQLite path or `postgres://...`).
     pub fn open(url: &str, max_connections: u32, timeout: Duration) -> Result<Self, StoreError> {
         let (pool, backend) = connection::open_pool(url, max_connections, timeout)?;
-        Ok(Self { pool, backend })
+        Ok(Self { pool, backend, url: url.to_owned(), writer: None })
     }
 
     pub fn backend(&self) -> Backend {
@@ -48,6 +52,32 @@ impl Store {
     /// Applies pending migrations; returns how many ran.
     pub fn migrate(&self) -> Result<usize, StoreError> {
         self.run_blocking(connection::run_migrations)
+    }
+
+    /// On a SQLite file, gives every [`Store::write`] to one writing connection on its own thread,
+    /// which commits what queues up together. Other backends, and in-memory SQLite, keep using
+    /// the pool.
+    pub fn start_writer(&mut self) -> Result<(), StoreError> {
+        let manager = connection::Manager::new(&self.url);
+        if self.backend != Backend::Sqlite || self.url.contains(":memory:") || self.writer.is_some() {
+            return Ok(());
+        }
+        let conn = manager.establish().map_err(|e| StoreError::Open(format!("{}: {e}", self.url)))?;
+        self.writer = Some(writer::Writer::start(conn).map_err(|e| StoreError::Open(e.to_string()))?);
+        Ok(())
+    }
+
+    /// Runs `f` in a write transaction: with a writer (SQLite), in its next group; else on a
+    /// pooled connection off the async threads.
+    pub async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        F: FnOnce(&mut AnyConnection) -> Result<T, StoreError> + Send + 'static,
+        T: Send + 'static,
+    {
+        match &self.writer {
+            Some(writer) => writer.write(f).await,
+            None => self.run(move |c| write_transaction(c, f)).await,
+        }
     }
 
     /// Runs `f` on a pooled connection on the calling thread (for the CLI and start-up).

@@ -22,6 +22,7 @@ impl TestDb {
     pub fn new() -> Self {
         match std::env::var("TEST_DATABASE_URL") {
             Ok(admin_url) if !admin_url.is_empty() => {
+                let admin_url = plain(admin_url);
                 let schema = format!("t_{}", uuid::Uuid::new_v4().simple());
                 let admin = Store::open(&admin_url, 1, std::time::Duration::from_secs(10))
                     .expect("TEST_DATABASE_URL is reachable");
@@ -55,6 +56,17 @@ impl Drop for TestDb {
             });
         }
     }
+}
+
+/// The test process exits while apps it started still hold connections; with TLS on, OpenSSL's
+/// exit-time cleanup can then crash under a connection still in use. The test database is on
+/// loopback, so its connections are plain unless the URL asks otherwise.
+fn plain(url: String) -> String {
+    if url.contains("sslmode=") {
+        return url;
+    }
+    let sep = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{sep}sslmode=disable")
 }
 
 pub struct TestApp {
