@@ -80,6 +80,7 @@ impl Application {
             clock,
             settings: Arc::new(settings),
             intake: dispatcher.intake(),
+            triggers: crate::api::TriggerCache::default(),
             schemas: crate::domain::schema::Schemas::default(),
         });
         let server = HttpServer::new(move || {

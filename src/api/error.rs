@@ -162,7 +162,12 @@ impl From<StoreError> for ApiError {
             StoreError::Conflict(_) => Self::Conflict("a record with the same id already exists".into()),
             StoreError::Invalid(message) => Self::bad_request(message),
             StoreError::InUse(message) => Self::Conflict(message),
-            StoreError::PoolTimeout(_) | StoreError::Connect(_) | StoreError::Open(_) => Self::Unavailable(e),
+            StoreError::PoolTimeout(_)
+            | StoreError::Connect(_)
+            | StoreError::Open(_)
+            | StoreError::WriterGone => Self::Unavailable(e),
+            // The database went away under the request (a restart): nothing was committed.
+            other if other.is_disconnect() => Self::Unavailable(other),
             other => Self::Internal(other.into()),
         }
     }

@@ -16,6 +16,7 @@ mod publish;
 mod replay;
 mod subscriptions;
 mod telemetry;
+mod trigger_cache;
 mod triggers;
 
 pub use telemetry::request_span;
@@ -32,6 +33,7 @@ use error::ApiError;
 
 /// Timestamps as SailPoint writes them: ISO-8601 UTC with milliseconds.
 pub use crate::domain::time::iso;
+pub use trigger_cache::TriggerCache;
 
 /// Deserialises a JSON body into a wire type; errors name the offending field.
 pub fn parse_body<T: serde::de::DeserializeOwned>(body: serde_json::Value) -> Result<T, ApiError> {
@@ -53,6 +55,8 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     /// Hands published invocations to this instance's dispatcher, and wakes its claim loop.
     pub intake: crate::delivery::Intake,
+    /// Triggers as publishing reads them.
+    pub triggers: trigger_cache::TriggerCache,
     /// Compiled trigger schemas, by trigger id and version.
     pub schemas: crate::domain::schema::Schemas,
 }

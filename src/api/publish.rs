@@ -3,6 +3,7 @@
 //! its dispatcher in memory, the rest wait in the database for any instance to claim.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -244,12 +245,12 @@ async fn check_all(state: &AppState, items: Vec<StartInvocationInput>) -> Result
     let mut ids: Vec<String> = items.iter().map(|i| i.trigger_id.clone()).collect();
     ids.sort();
     ids.dedup();
-    let mut triggers: HashMap<String, Trigger> = HashMap::new();
+    let mut triggers: HashMap<String, Arc<Trigger>> = HashMap::new();
     for raw in ids {
         let id: TriggerId = raw
             .parse()
             .map_err(|_| ApiError::bad_request(format!("triggerId '{raw}' does not name a trigger")))?;
-        let trigger = state.store.run(move |c| store::triggers::get(c, &id)).await.map_err(|e| match e {
+        let trigger = state.triggers.get(&state.store, &id).await.map_err(|e| match e {
             StoreError::NotFound => {
                 ApiError::bad_request(format!("triggerId '{raw}' does not name a trigger"))
             }
@@ -261,7 +262,7 @@ async fn check_all(state: &AppState, items: Vec<StartInvocationInput>) -> Result
                 trigger.id
             )));
         }
-        triggers.insert(trigger.id.to_string(), trigger);
+        triggers.insert(raw, trigger);
     }
     items
         .into_iter()

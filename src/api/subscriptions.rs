@@ -18,7 +18,7 @@ use crate::domain::query::CmpOp;
 use crate::domain::scope;
 use crate::domain::secret::Secret;
 use crate::domain::subscription::{
-    AuthType, DispatchMode, HttpAuth, HttpTarget, Subscription, SubscriptionSpec, SubscriptionType,
+    AuthType, DispatchMode, HttpAuth, HttpTarget, Ordering, Subscription, SubscriptionSpec, SubscriptionType,
     parse_target_url,
 };
 use crate::store::{self, StoreError};
@@ -32,6 +32,8 @@ const PATCHABLE: &[&str] = &[
     "type",
     "filter",
     "responseDeadline",
+    "ordering",
+    "orderingKey",
     "httpConfig",
     "eventBridgeConfig",
     "workflowConfig",
@@ -81,6 +83,11 @@ struct SubscriptionOut {
     /// Why hookgate switched the subscription off (a subscriber's 410 Gone).
     #[serde(skip_serializing_if = "Option::is_none")]
     disabled_reason: Option<String>,
+    /// Ordered delivery (a hookgate extension), shown when not `NONE`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ordering: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ordering_key: Option<String>,
     /// The signing secret: present only in the create response.
     #[serde(skip_serializing_if = "Option::is_none")]
     secret: Option<String>,
@@ -115,6 +122,11 @@ impl SubscriptionOut {
             created: iso(s.created),
             updated: iso(s.updated),
             disabled_reason: s.disabled_reason,
+            ordering: (!matches!(s.spec.ordering, Ordering::None)).then(|| s.spec.ordering.as_str()),
+            ordering_key: match &s.spec.ordering {
+                Ordering::Key(path) => Some(path.as_str().to_owned()),
+                Ordering::None | Ordering::Subscription => None,
+            },
             secret: secret.map(|s| s.expose().to_owned()),
         }
     }
@@ -157,6 +169,8 @@ struct SubscriptionIn {
     http_config: Option<HttpConfigIn>,
     enabled: Option<bool>,
     filter: Option<String>,
+    ordering: Option<String>,
+    ordering_key: Option<String>,
 }
 
 fn invalid(field: &str, message: impl std::fmt::Display) -> ApiError {
@@ -232,7 +246,23 @@ impl SubscriptionIn {
             None => None,
             Some(text) => Some(Filter::parse(&text).map_err(|e| invalid("filter", e))?),
         };
+        let ordering =
+            match (self.ordering.as_deref().map(str::to_ascii_uppercase).as_deref(), self.ordering_key) {
+                (None | Some("NONE"), _) => Ordering::None,
+                (Some("SUBSCRIPTION"), _) => Ordering::Subscription,
+                (Some("KEY"), Some(key)) if !key.trim().is_empty() => {
+                    Ordering::Key(Filter::parse(&key).map_err(|e| invalid("orderingKey", e))?)
+                }
+                (Some("KEY"), _) => return Err(invalid("orderingKey", "is required when ordering is KEY")),
+                (Some(other), _) => {
+                    return Err(invalid(
+                        "ordering",
+                        format!("'{other}' is not one of NONE, SUBSCRIPTION, KEY"),
+                    ));
+                }
+            };
         Ok(SubscriptionSpec {
+            ordering,
             name,
             description: self.description,
             response_deadline,

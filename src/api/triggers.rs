@@ -183,11 +183,9 @@ pub async fn get(
     auth.require(READ)?;
     let id = parse_id(&id)?;
     let label = id.to_string();
-    let trigger = state
-        .store
-        .run(move |c| store::triggers::get(c, &id))
-        .await
-        .or_not_found(|| format!("trigger '{label}'"))?;
+    let trigger = state.store.run(move |c| store::triggers::get(c, &id)).await;
+    state.triggers.forget();
+    let trigger = trigger.or_not_found(|| format!("trigger '{label}'"))?;
     Ok(HttpResponse::Ok().json(TriggerOut::from(trigger)))
 }
 
@@ -205,11 +203,12 @@ pub async fn create(
     let spec = input.into_spec(id)?;
     let now = state.clock.now();
     let label = spec.id.to_string();
-    let trigger =
-        state.store.run(move |c| store::triggers::insert(c, &spec, now)).await.map_err(|e| match e {
-            store::StoreError::Conflict(_) => ApiError::Conflict(format!("trigger '{label}' already exists")),
-            other => other.into(),
-        })?;
+    let created = state.store.run(move |c| store::triggers::insert(c, &spec, now)).await;
+    state.triggers.forget();
+    let trigger = created.map_err(|e| match e {
+        store::StoreError::Conflict(_) => ApiError::Conflict(format!("trigger '{label}' already exists")),
+        other => other.into(),
+    })?;
     Ok(HttpResponse::Created().json(TriggerOut::from(trigger)))
 }
 
@@ -232,8 +231,9 @@ async fn update_with(
                     .map_err(|e| store::StoreError::Invalid(e.to_string()))
             })
         })
-        .await
-        .or_not_found(|| format!("trigger '{label}'"))?;
+        .await;
+    state.triggers.forget();
+    let trigger = trigger.or_not_found(|| format!("trigger '{label}'"))?;
     Ok(HttpResponse::Ok().json(TriggerOut::from(trigger)))
 }
 
@@ -274,10 +274,8 @@ pub async fn delete(
     auth.require(MANAGE)?;
     let id = parse_id(&id)?;
     let label = id.to_string();
-    state
-        .store
-        .run(move |c| store::triggers::delete(c, &id))
-        .await
-        .or_not_found(|| format!("trigger '{label}'"))?;
+    let deleted = state.store.run(move |c| store::triggers::delete(c, &id)).await;
+    state.triggers.forget();
+    deleted.or_not_found(|| format!("trigger '{label}'"))?;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -22,6 +22,7 @@ use crate::clock::SharedClock;
 use crate::config::Settings;
 use crate::domain::invocation::Attempt;
 use crate::domain::trigger::TriggerType;
+use crate::store::instances;
 use crate::store::queue::{self, Claimed, Next, Outcome};
 use crate::store::{Store, StoreError, subscriptions, triggers};
 
@@ -30,6 +31,15 @@ pub type Shutdown = watch::Receiver<bool>;
 
 /// How long a subscription's settings are trusted before they are read again.
 const TARGET_TTL: Duration = Duration::from_millis(500);
+
+/// How often a running pipeline records that its instance is alive.
+const HEARTBEAT: Duration = Duration::from_millis(250);
+
+/// An instance silent for this long is dead: its work is taken over.
+const SILENCE: TimeDelta = TimeDelta::milliseconds(1500);
+
+/// How often a running pipeline looks for dead instances.
+const TAKEOVER_EVERY: Duration = Duration::from_millis(500);
 
 /// A subscription whose requests take longer than this is slow: it may hold no more work in
 /// memory than it can send within its lease.
@@ -160,6 +170,7 @@ impl Dispatcher {
         };
         let (outcomes, recorded) = mpsc::unbounded_channel();
         let recording = actix_web::rt::spawn(self.clone().record_loop(recorded));
+        let beating = actix_web::rt::spawn(self.clone().heartbeat_loop(shutdown.clone()));
         let claiming: Vec<_> = (0..self.claim_loops)
             .map(|_| actix_web::rt::spawn(self.clone().claim_loop(shutdown.clone())))
             .collect();
@@ -168,12 +179,60 @@ impl Dispatcher {
             let _ = claimer.await;
         }
         let _ = recording.await;
+        let _ = beating.await;
         let (owner, now) = (self.intake.owner().to_owned(), self.clock.now());
-        match self.store.write(move |c| queue::release(c, &owner, now)).await {
+        let gave_back = self
+            .store
+            .write(move |c| {
+                let n = queue::release(c, &owner, now)?;
+                instances::leave(c, &owner)?;
+                Ok(n)
+            })
+            .await;
+        match gave_back {
             Ok(0) => {}
             Ok(n) => tracing::info!(released = n, "gave back in-flight invocations"),
             Err(e) => {
-                tracing::warn!(error = %e, "could not give back in-flight invocations; their leases will expire");
+                tracing::warn!(error = %e, "could not give back in-flight invocations; they will be taken over");
+            }
+        }
+    }
+
+    /// Records that this instance is alive, and takes over the work of instances that are not.
+    async fn heartbeat_loop(self: Arc<Self>, mut shutdown: Shutdown) {
+        let mut looked = None::<Instant>;
+        while !*shutdown.borrow() {
+            let (me, now) = (self.intake.owner().to_owned(), self.clock.now());
+            let look = looked.is_none_or(|at| at.elapsed() >= TAKEOVER_EVERY);
+            if look {
+                looked = Some(Instant::now());
+            }
+            let done = self
+                .store
+                .write(move |c| {
+                    instances::beat(c, &me, now)?;
+                    if look {
+                        instances::take_over_dead(c, &me, now, SILENCE)
+                    } else {
+                        Ok(instances::Takeover::default())
+                    }
+                })
+                .await;
+            match done {
+                Ok(takeover) if !takeover.dead.is_empty() => {
+                    tracing::info!(
+                        dead = ?takeover.dead,
+                        invocations = takeover.invocations,
+                        "took over the work of instances that stopped beating"
+                    );
+                    self.intake.wake();
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "heartbeat failed; retrying"),
+            }
+            tokio::select! {
+                () = tokio::time::sleep(HEARTBEAT) => {}
+                _ = shutdown.changed() => {}
             }
         }
     }
@@ -216,20 +275,24 @@ impl Dispatcher {
         }
     }
 
-    /// Records outcomes as they come, as many per transaction as have arrived meanwhile.
-    async fn record_loop(self: Arc<Self>, mut outcomes: mpsc::UnboundedReceiver<Outcome>) {
+    /// Records outcomes as they come, as many per transaction as have arrived meanwhile. Once an
+    /// ordered invocation's outcome is recorded, the next of its stream may be claimed: the claim
+    /// loop is woken.
+    async fn record_loop(self: Arc<Self>, mut outcomes: mpsc::UnboundedReceiver<Finished>) {
         while let Some(first) = outcomes.recv().await {
             let mut batch = vec![first];
             while batch.len() < recorder::MAX_BATCH {
                 match outcomes.try_recv() {
-                    Ok(outcome) => batch.push(outcome),
+                    Ok(finished) => batch.push(finished),
                     Err(_) => break,
                 }
             }
             let n = batch.len();
+            let ordered = batch.iter().any(|f| f.ordered);
+            let batch = batch.into_iter().map(|f| f.outcome).collect();
             recorder::record_until_done(&self.store, self.intake.owner(), &self.clock, batch).await;
             self.intake.release(n);
-            if self.starved.swap(false, Ordering::AcqRel) {
+            if self.starved.swap(false, Ordering::AcqRel) || ordered {
                 self.intake.wake();
             }
         }
@@ -240,7 +303,7 @@ impl Dispatcher {
     async fn pump(
         self: Arc<Self>,
         mut queue: mpsc::UnboundedReceiver<Claimed>,
-        outcomes: mpsc::UnboundedSender<Outcome>,
+        outcomes: mpsc::UnboundedSender<Finished>,
         mut shutdown: Shutdown,
     ) {
         let mut lanes = Lanes::default();
@@ -257,7 +320,8 @@ impl Dispatcher {
                 running.push(async move {
                     let started = Instant::now();
                     let outcome = this.sender.deliver(&claimed, target.as_deref()).await;
-                    (sub, outcome, started.elapsed())
+                    let ordered = claimed.invocation.order_key.is_some();
+                    (sub, Finished { outcome, ordered }, started.elapsed())
                 });
             }
             if closing && running.is_empty() {
@@ -275,17 +339,18 @@ impl Dispatcher {
                         lanes.push(claimed);
                     }
                 }
-                Some((sub, outcome, took)) = running.next(), if !running.is_empty() => {
+                Some((sub, finished, took)) = running.next(), if !running.is_empty() => {
                     lanes.finished(&sub, took);
-                    let _ = outcomes.send(outcome);
+                    let _ = outcomes.send(finished);
                 }
                 changed = shutdown.changed(), if !closing => {
                     closing = changed.is_err() || *shutdown.borrow();
                 }
                 _ = tick.tick() => {}
             }
-            for claimed in lanes.trim_slow(self.per_subscription, self.lease) {
-                let _ = outcomes.send(self.deferred(&claimed.0, claimed.1));
+            for (claimed, wait) in lanes.trim_slow(self.per_subscription, self.lease) {
+                let ordered = claimed.invocation.order_key.is_some();
+                let _ = outcomes.send(Finished { outcome: self.deferred(&claimed, wait), ordered });
             }
         }
     }
@@ -378,6 +443,13 @@ impl Dispatcher {
             })
             .await
     }
+}
+
+/// An outcome on its way to the recorder.
+struct Finished {
+    outcome: Outcome,
+    /// Of an ordered invocation: recording it may let the next of its stream go.
+    ordered: bool,
 }
 
 /// Per-subscription queues of work in memory, taking turns.

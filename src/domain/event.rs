@@ -41,6 +41,13 @@ impl Eligibility {
     }
 }
 
+/// A subscription an event goes to, and the ordered stream it joins there (`None`: unordered).
+#[derive(Debug, Clone)]
+pub struct Recipient {
+    pub subscription: SubscriptionId,
+    pub order_key: Option<String>,
+}
+
 /// An event to store, with the subscriptions it goes to.
 #[derive(Debug, Clone)]
 pub struct NewEvent {
@@ -50,7 +57,7 @@ pub struct NewEvent {
     pub content_json: String,
     /// The exact bytes subscribers receive.
     pub payload: String,
-    pub subscriptions: Vec<SubscriptionId>,
+    pub subscriptions: Vec<Recipient>,
     /// Subscriptions that keep the event as a dead letter, with the reason.
     pub held: Vec<(SubscriptionId, String)>,
 }
@@ -80,7 +87,10 @@ impl NewEvent {
                 continue;
             }
             match Eligibility::of(subscription, kind, false) {
-                Eligibility::Live => event.subscriptions.push(subscription.id.clone()),
+                Eligibility::Live => event.subscriptions.push(Recipient {
+                    subscription: subscription.id.clone(),
+                    order_key: subscription.spec.ordering.stream_of(payload),
+                }),
                 Eligibility::Held(reason) => {
                     event.held.push((subscription.id.clone(), format!("not sent: {reason}")));
                 }

@@ -86,6 +86,8 @@ pub struct Invocation {
     pub deliver_when_disabled: bool,
     /// A `REQUEST_RESPONSE` invocation's output (JSON text), once it has one.
     pub output: Option<String>,
+    /// The ordered stream it belongs to within its subscription; `None` when unordered.
+    pub order_key: Option<String>,
 }
 
 /// One HTTP request made for an invocation.

@@ -77,6 +77,40 @@ pub struct HttpTarget {
     pub auth: HttpAuth,
 }
 
+/// Whether a subscription's invocations go out in publish order (a hookgate extension).
+#[derive(Debug, Clone, Default)]
+pub enum Ordering {
+    /// Any order, with full concurrency.
+    #[default]
+    None,
+    /// One at a time, in publish order: the next is sent once the previous is delivered or dead.
+    Subscription,
+    /// In publish order within each value of this JSONPath into the payload.
+    Key(Filter),
+}
+
+impl Ordering {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::None => "NONE",
+            Self::Subscription => "SUBSCRIPTION",
+            Self::Key(_) => "KEY",
+        }
+    }
+
+    /// The stream an event belongs to: `None` when unordered, `""` for the whole subscription,
+    /// else the JSON text of the first value the key selects (`null` when it selects none).
+    pub fn stream_of(&self, payload: &serde_json::Value) -> Option<String> {
+        match self {
+            Self::None => None,
+            Self::Subscription => Some(String::new()),
+            Self::Key(path) => {
+                Some(path.first(payload).map_or_else(|| "null".to_owned(), ToString::to_string))
+            }
+        }
+    }
+}
+
 /// What a caller supplies to create or replace a subscription, already parsed.
 #[derive(Debug, Clone)]
 pub struct SubscriptionSpec {
@@ -86,6 +120,7 @@ pub struct SubscriptionSpec {
     pub target: HttpTarget,
     pub enabled: bool,
     pub filter: Option<Filter>,
+    pub ordering: Ordering,
 }
 
 #[derive(Debug, Clone)]

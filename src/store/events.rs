@@ -11,9 +11,9 @@ use super::invocations::{InvocationRow, Lease, insert_rows};
 use super::queue::Claimed;
 use super::schema::{events, invocations};
 use super::{AnyConnection, StoreError, subscriptions, write_transaction};
-use crate::domain::event::NewEvent;
+use crate::domain::event::{NewEvent, Recipient};
 use crate::domain::ids::TriggerId;
-use crate::domain::invocation::{Invocation, InvocationKind};
+use crate::domain::invocation::{Invocation, InvocationKind, InvocationState};
 use diesel::prelude::*;
 
 /// An event checked against its trigger, ready to publish.
@@ -75,7 +75,7 @@ pub fn publish(
                 &subscribers[draft.trigger_id.as_str()],
             ));
         }
-        let live: usize = new_events.iter().map(|e| e.subscriptions.len()).sum();
+        let live = new_events.iter().flat_map(|e| &e.subscriptions).filter(|r| r.order_key.is_none()).count();
         let lease = if live > 0 { offer(live) } else { None };
         let (invocations, leased) = insert_events(conn, &new_events, now, lease.as_ref())?;
         if let Some(key) = key {
@@ -124,19 +124,13 @@ pub fn insert_events(
     for event in new_events {
         let event_id = uuid::Uuid::now_v7().to_string();
         let first = live_rows.len();
-        for subscription in &event.subscriptions {
-            live_rows.push(InvocationRow::new(&event_id, subscription, event, now, lease, None));
+        for recipient in &event.subscriptions {
+            live_rows.push(InvocationRow::new(&event_id, recipient, event, now, lease, None));
         }
         per_event.push(first..live_rows.len());
         for (subscription, reason) in &event.held {
-            held_rows.push(InvocationRow::new(
-                &event_id,
-                subscription,
-                event,
-                now,
-                None,
-                Some(reason.clone()),
-            ));
+            let recipient = Recipient { subscription: subscription.clone(), order_key: None };
+            held_rows.push(InvocationRow::new(&event_id, &recipient, event, now, None, Some(reason.clone())));
         }
         event_rows.push(EventRow {
             id: event_id,
@@ -157,7 +151,7 @@ pub fn insert_events(
     if lease.is_some() {
         for (event, range) in new_events.iter().zip(&per_event) {
             let payload: Arc<str> = Arc::from(event.payload.as_str());
-            for invocation in &created[range.clone()] {
+            for invocation in created[range.clone()].iter().filter(|i| i.state == InvocationState::InFlight) {
                 leased.push(Claimed { invocation: invocation.clone(), payload: payload.clone() });
             }
         }

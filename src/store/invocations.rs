@@ -5,8 +5,8 @@ use diesel::prelude::*;
 
 use super::schema::{attempts, events, invocations};
 use super::{AnyConnection, StoreError};
-use crate::domain::event::NewEvent;
-use crate::domain::ids::{InvocationId, SubscriptionId};
+use crate::domain::event::{NewEvent, Recipient};
+use crate::domain::ids::InvocationId;
 use crate::domain::invocation::{Attempt, Invocation, InvocationKind, InvocationState};
 
 #[derive(Queryable, QueryableByName, Insertable)]
@@ -33,6 +33,7 @@ pub(super) struct InvocationRow {
     pub success_duration_ms: Option<i32>,
     pub success_status: Option<i32>,
     pub success_response: Option<String>,
+    pub order_key: Option<String>,
 }
 
 /// Who holds a new invocation: the instance it was handed to in memory, until when.
@@ -47,12 +48,14 @@ impl InvocationRow {
     /// under `lease` (handed to a dispatcher in memory), or, with a reason, a dead letter.
     pub(super) fn new(
         event_id: &str,
-        subscription: &SubscriptionId,
+        recipient: &Recipient,
         event: &NewEvent,
         now: NaiveDateTime,
         lease: Option<&Lease>,
         dead: Option<String>,
     ) -> Self {
+        // Ordered invocations wait their turn in the database: a claim takes each stream's head.
+        let lease = lease.filter(|_| recipient.order_key.is_none());
         let state = match (&dead, lease) {
             (Some(_), _) => InvocationState::Dead,
             (None, Some(_)) => InvocationState::InFlight,
@@ -62,7 +65,7 @@ impl InvocationRow {
         Self {
             id: InvocationId::generate().to_string(),
             event_id: event_id.to_owned(),
-            subscription_id: subscription.to_string(),
+            subscription_id: recipient.subscription.to_string(),
             trigger_id: event.trigger_id.to_string(),
             kind: event.kind.as_str().to_owned(),
             state: state.as_str().to_owned(),
@@ -81,6 +84,7 @@ impl InvocationRow {
             success_duration_ms: None,
             success_status: None,
             success_response: None,
+            order_key: recipient.order_key.clone(),
         }
     }
 
@@ -103,6 +107,7 @@ impl InvocationRow {
             completed: self.completed,
             deliver_when_disabled: self.deliver_when_disabled,
             output: self.output,
+            order_key: self.order_key,
         })
     }
 }

@@ -5,6 +5,7 @@ mod connection;
 mod error;
 pub mod events;
 pub mod idempotency;
+pub mod instances;
 pub mod invocations;
 pub mod queue;
 pub mod replays;

@@ -32,18 +32,45 @@ const CLAIM_EXPIRED_SQLITE: &str = "UPDATE invocations SET state = 'IN_FLIGHT', 
      WHERE state = 'IN_FLIGHT' AND lease_expires_at <= ? ORDER BY lease_expires_at LIMIT ?) RETURNING *";
 const CLAIM_PENDING_SQLITE: &str = "UPDATE invocations SET state = 'IN_FLIGHT', lease_owner = ?, \
      lease_expires_at = ?, attempts = attempts + 1, updated = ? WHERE id IN (SELECT id FROM invocations \
-     WHERE state = 'PENDING' AND next_attempt_at <= ? ORDER BY next_attempt_at LIMIT ?) RETURNING *";
+     WHERE state = 'PENDING' AND order_key IS NULL AND next_attempt_at <= ? ORDER BY next_attempt_at LIMIT ?) \
+     RETURNING *";
 const CLAIM_EXPIRED_PG: &str = "UPDATE invocations SET state = 'IN_FLIGHT', lease_owner = $1, \
      lease_expires_at = $2, attempts = attempts + 1, updated = $3 WHERE id IN (SELECT id FROM invocations \
      WHERE state = 'IN_FLIGHT' AND lease_expires_at <= $4 ORDER BY lease_expires_at LIMIT $5 \
      FOR UPDATE SKIP LOCKED) RETURNING *";
 const CLAIM_PENDING_PG: &str = "UPDATE invocations SET state = 'IN_FLIGHT', lease_owner = $1, \
      lease_expires_at = $2, attempts = attempts + 1, updated = $3 WHERE id IN (SELECT id FROM invocations \
-     WHERE state = 'PENDING' AND next_attempt_at <= $4 ORDER BY next_attempt_at LIMIT $5 \
+     WHERE state = 'PENDING' AND order_key IS NULL AND next_attempt_at <= $4 ORDER BY next_attempt_at LIMIT $5 \
      FOR UPDATE SKIP LOCKED) RETURNING *";
 
+/// The head of an ordered stream: pending and due, with nothing unfinished before it.
+const ORDERED_HEAD: &str = "i.state = 'PENDING' AND i.order_key IS NOT NULL AND i.next_attempt_at <= {now} \
+     AND NOT EXISTS (SELECT 1 FROM invocations p WHERE p.subscription_id = i.subscription_id \
+     AND p.order_key = i.order_key AND p.order_key IS NOT NULL \
+     AND p.state IN ('PENDING', 'IN_FLIGHT', 'AWAITING') \
+     AND (p.created < i.created OR (p.created = i.created AND p.id < i.id)))";
+
+fn claim_ordered_sql(pg: bool) -> String {
+    let (set, now, limit, lock) = if pg {
+        (
+            "lease_owner = $1, lease_expires_at = $2, attempts = attempts + 1, updated = $3",
+            "$4",
+            "$5",
+            " FOR UPDATE SKIP LOCKED",
+        )
+    } else {
+        ("lease_owner = ?, lease_expires_at = ?, attempts = attempts + 1, updated = ?", "?", "?", "")
+    };
+    format!(
+        "UPDATE invocations SET state = 'IN_FLIGHT', {set} WHERE id IN (SELECT i.id FROM invocations i \
+         WHERE {} ORDER BY i.next_attempt_at LIMIT {limit}{lock}) RETURNING *",
+        ORDERED_HEAD.replace("{now}", now)
+    )
+}
+
 /// Takes up to `limit` due invocations (in flight under an expired lease first, then pending and
-/// due), marks them in flight under `owner`'s lease and counts the attempt about to be made.
+/// due, then the heads of ordered streams), marks them in flight under `owner`'s lease and counts
+/// the attempt about to be made.
 /// PostgreSQL skips rows other instances hold; SQLite's single writer makes the claim atomic.
 pub fn claim(
     conn: &mut AnyConnection,
@@ -55,9 +82,11 @@ pub fn claim(
     let until = now + TimeDelta::from_std(lease).unwrap_or(TimeDelta::minutes(1));
     let rows = write_transaction(conn, |conn| {
         let mut rows = claim_where(conn, Due::Expired, owner, until, now, limit)?;
-        let left = limit - i64::try_from(rows.len()).unwrap_or(limit);
-        if left > 0 {
-            rows.extend(claim_where(conn, Due::Pending, owner, until, now, left)?);
+        for due in [Due::Pending, Due::OrderedHead] {
+            let left = limit - i64::try_from(rows.len()).unwrap_or(limit);
+            if left > 0 {
+                rows.extend(claim_where(conn, due, owner, until, now, left)?);
+            }
         }
         Ok(rows)
     })?;
@@ -90,6 +119,7 @@ pub fn claim(
 enum Due {
     Expired,
     Pending,
+    OrderedHead,
 }
 
 fn claim_where(
@@ -116,6 +146,8 @@ fn claim_where(
         (AnyConnection::Sqlite(c), Due::Pending) => run!(c, CLAIM_PENDING_SQLITE),
         (AnyConnection::Postgresql(c), Due::Expired) => run!(c, CLAIM_EXPIRED_PG),
         (AnyConnection::Postgresql(c), Due::Pending) => run!(c, CLAIM_PENDING_PG),
+        (AnyConnection::Sqlite(c), Due::OrderedHead) => run!(c, claim_ordered_sql(false)),
+        (AnyConnection::Postgresql(c), Due::OrderedHead) => run!(c, claim_ordered_sql(true)),
     })
 }
 

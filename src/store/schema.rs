@@ -47,6 +47,8 @@ diesel::table! {
         created -> Timestamp,
         updated -> Timestamp,
         disabled_reason -> Nullable<Text>,
+        ordering -> Text,
+        ordering_key -> Nullable<Text>,
     }
 }
 
@@ -116,6 +118,7 @@ diesel::table! {
         success_duration_ms -> Nullable<Integer>,
         success_status -> Nullable<Integer>,
         success_response -> Nullable<Text>,
+        order_key -> Nullable<Text>,
     }
 }
 
@@ -161,6 +164,14 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    instances (id) {
+        id -> Text,
+        started -> Timestamp,
+        heartbeat_at -> Timestamp,
+    }
+}
+
 diesel::joinable!(invocations -> events (event_id));
 diesel::joinable!(attempts -> invocations (invocation_id));
 diesel::joinable!(replays -> invocations (invocation_id));
@@ -179,5 +190,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     attempts,
     idempotency_keys,
     replays,
-    schedule_ticks
+    schedule_ticks,
+    instances
 );

@@ -9,7 +9,9 @@ use crate::domain::duration::IsoDuration;
 use crate::domain::filter::Filter;
 use crate::domain::ids::{SubscriptionId, TriggerId};
 use crate::domain::secret::{Secret, new_signing_secret};
-use crate::domain::subscription::{DispatchMode, HttpAuth, HttpTarget, Subscription, SubscriptionSpec};
+use crate::domain::subscription::{
+    DispatchMode, HttpAuth, HttpTarget, Ordering, Subscription, SubscriptionSpec,
+};
 use crate::domain::trigger::TriggerType;
 
 #[derive(Queryable, Insertable, AsChangeset)]
@@ -32,6 +34,8 @@ struct SubscriptionRow {
     created: NaiveDateTime,
     updated: NaiveDateTime,
     disabled_reason: Option<String>,
+    ordering: String,
+    ordering_key: Option<String>,
 }
 
 impl SubscriptionRow {
@@ -67,6 +71,11 @@ impl SubscriptionRow {
             created,
             updated,
             disabled_reason: None,
+            ordering: spec.ordering.as_str().to_owned(),
+            ordering_key: match &spec.ordering {
+                Ordering::Key(path) => Some(path.as_str().to_owned()),
+                Ordering::None | Ordering::Subscription => None,
+            },
         }
     }
 
@@ -106,6 +115,14 @@ impl SubscriptionRow {
                     .map(Filter::parse)
                     .transpose()
                     .map_err(|e| corrupt("filter", &e))?,
+                ordering: match (self.ordering.as_str(), self.ordering_key.as_deref()) {
+                    ("NONE", _) => Ordering::None,
+                    ("SUBSCRIPTION", _) => Ordering::Subscription,
+                    ("KEY", Some(key)) => {
+                        Ordering::Key(Filter::parse(key).map_err(|e| corrupt("ordering_key", &e))?)
+                    }
+                    (other, _) => return Err(corrupt("ordering", &other)),
+                },
             },
             created: self.created,
             updated: self.updated,

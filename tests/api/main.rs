@@ -10,6 +10,7 @@ mod errors;
 mod helpers;
 mod invocations;
 mod openapi;
+mod ordering;
 mod publish;
 mod replay;
 mod request_response;

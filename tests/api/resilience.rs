@@ -63,8 +63,14 @@ struct Server {
 
 impl Server {
     fn start(db: &TestDb) -> Self {
+        Self::start_with(db, &[])
+    }
+
+    /// Starts `hookgate serve` on `db`, with these settings over the test defaults.
+    fn start_with(db: &TestDb, settings: &[(&str, &str)]) -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let child = Command::new(env!("CARGO_BIN_EXE_hookgate"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_hookgate"));
+        command
             .arg("serve")
             .env("HOOKGATE_DATABASE_URL", db.url())
             .env("HOOKGATE_LISTEN", format!("127.0.0.1:{port}"))
@@ -74,9 +80,11 @@ impl Server {
             .env("HOOKGATE_POLL_INTERVAL", "100ms")
             .env("HOOKGATE_DELIVERY_TIMEOUT", "1s")
             .env("HOOKGATE_RETRY_SCHEDULE", "1s,1s,1s")
-            .env("HOOKGATE_LOG", "error")
-            .spawn()
-            .unwrap();
+            .env("HOOKGATE_LOG", "error");
+        for (key, value) in settings {
+            command.env(key, value);
+        }
+        let child = command.spawn().unwrap();
         let url = format!("http://127.0.0.1:{port}");
         let started = Instant::now();
         while !ready(&url) {
@@ -180,4 +188,52 @@ async fn sigterm_stops_the_server_without_leaving_work_in_flight() {
     let in_flight =
         app.store.run_blocking(|c| invocations::count_in_state(c, InvocationState::InFlight)).unwrap();
     assert_eq!(in_flight, 0);
+}
+
+#[actix_web::test]
+async fn a_killed_instance_s_work_is_taken_over_within_seconds_not_when_its_leases_expire() {
+    let db = Arc::new(TestDb::new());
+    // A 15 s delivery timeout makes leases of 32 s: the work must come back long before that.
+    let long_leases = [("HOOKGATE_DELIVERY_TIMEOUT", "15s")];
+    let mut server = Server::start_with(&db, &long_leases);
+    let app = TestApp::spawn_on(db.clone(), |_| {}).await;
+    let sink = Sink::start();
+    sink.script((0..2).map(|_| Reply::status(200).delay(Duration::from_secs(10))));
+    app.subscribe_url(&sink.url("/h")).await;
+    let mut expected = BTreeSet::new();
+    for i in 0..4 {
+        let body: Value = app
+            .http
+            .post(format!("{}/trigger-invocations/v1/start", server.url))
+            .bearer_auth(&app.token)
+            .json(&json!({"triggerId": "test:fire-and-forget", "input": {"identityId": format!("t{i}")}}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        expected.insert(body[0]["id"].as_str().unwrap().to_owned());
+    }
+    sink.wait_for(1, Duration::from_secs(10)).await;
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+    let killed = Instant::now();
+
+    let mut restarted = Server::start_with(&db, &long_leases);
+    let delivered = loop {
+        let done =
+            app.store.run_blocking(|c| invocations::count_in_state(c, InvocationState::Delivered)).unwrap();
+        if done == 4 || killed.elapsed() > Duration::from_secs(25) {
+            break done;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let took = killed.elapsed();
+    let _ = restarted.child.kill();
+    let _ = restarted.child.wait();
+    assert_eq!(delivered, 4, "every accepted event was delivered after the restart");
+    assert!(took < Duration::from_secs(8), "taken over after {took:?}, not after the 32 s lease");
+    let seen: BTreeSet<String> = sink.received().iter().map(|r| r.headers["webhook-id"].clone()).collect();
+    assert_eq!(seen, expected);
 }

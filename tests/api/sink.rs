@@ -46,11 +46,15 @@ impl Reply {
     }
 }
 
+/// Chooses the status to answer a request with.
+type Decide = fn(&Received) -> u16;
+
 #[derive(Default)]
 struct State {
     received: Mutex<Vec<Received>>,
     script: Mutex<VecDeque<Reply>>,
     fallback: Mutex<Option<Reply>>,
+    decide: Mutex<Option<Decide>>,
 }
 
 pub struct Sink {
@@ -64,11 +68,12 @@ async fn handle(req: HttpRequest, body: web::Bytes, state: web::Data<Arc<State>>
         .iter()
         .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or_default().to_owned()))
         .collect();
-    state.received.lock().unwrap().push(Received {
-        path: req.path().to_owned(),
-        headers,
-        body: body.to_vec(),
-    });
+    let received = Received { path: req.path().to_owned(), headers, body: body.to_vec() };
+    let decided = state.decide.lock().unwrap().map(|decide| Reply::status(decide(&received)));
+    state.received.lock().unwrap().push(received);
+    if let Some(reply) = decided {
+        return HttpResponse::build(actix_web::http::StatusCode::from_u16(reply.status).unwrap()).finish();
+    }
     let reply = state
         .script
         .lock()
@@ -115,6 +120,11 @@ impl Sink {
     /// Answers every request not covered by the script with `reply`.
     pub fn always(&self, reply: Reply) {
         *self.state.fallback.lock().unwrap() = Some(reply);
+    }
+
+    /// Answers every request with the status `decide` gives it (ahead of any script).
+    pub fn decide(&self, decide: Decide) {
+        *self.state.decide.lock().unwrap() = Some(decide);
     }
 
     pub fn received(&self) -> Vec<Received> {

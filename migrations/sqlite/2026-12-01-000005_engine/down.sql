@@ -1,4 +1,7 @@
+DROP TABLE instances;
 DROP INDEX invocations_dead;
+DROP INDEX invocations_ordered;
+DROP INDEX invocations_pending_ordered;
 DROP INDEX invocations_awaiting;
 DROP INDEX invocations_leased;
 DROP INDEX invocations_pending;
@@ -8,3 +11,6 @@ ALTER TABLE invocations DROP COLUMN success_response;
 ALTER TABLE invocations DROP COLUMN success_status;
 ALTER TABLE invocations DROP COLUMN success_duration_ms;
 ALTER TABLE invocations DROP COLUMN success_started;
+ALTER TABLE invocations DROP COLUMN order_key;
+ALTER TABLE subscriptions DROP COLUMN ordering_key;
+ALTER TABLE subscriptions DROP COLUMN ordering;

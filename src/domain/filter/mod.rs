@@ -45,6 +45,11 @@ impl Filter {
         !eval::select(&self.path, input, input, eval::Mode::Apply).is_empty()
     }
 
+    /// The first node the path selects, if any.
+    pub fn first<'a>(&self, input: &'a Value) -> Option<&'a Value> {
+        eval::select(&self.path, input, input, eval::Mode::Apply).into_iter().next()
+    }
+
     pub fn validate(source: &str, input: &Value) -> Validation {
         let Ok(filter) = Self::parse(source) else {
             return Validation { valid_json_path: false, path_exists: false, valid: false };
