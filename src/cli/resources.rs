@@ -113,6 +113,12 @@ pub struct NewSubscription {
     /// Create it disabled.
     #[arg(long)]
     disabled: bool,
+    /// Deliver in publish order: SUBSCRIPTION, or KEY with --ordering-key.
+    #[arg(long)]
+    ordering: Option<String>,
+    /// With --ordering KEY: the JSONPath into the payload that names each ordered stream.
+    #[arg(long)]
+    ordering_key: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -662,7 +668,19 @@ async fn fire(
 }
 
 async fn create_subscription(remote: &Remote, json_out: bool, new: NewSubscription) -> anyhow::Result<()> {
-    let NewSubscription { trigger, target, name, mode, filter, deadline, basic, bearer, disabled } = new;
+    let NewSubscription {
+        trigger,
+        target,
+        name,
+        mode,
+        filter,
+        deadline,
+        basic,
+        bearer,
+        disabled,
+        ordering,
+        ordering_key,
+    } = new;
     let mut http = json!({"url": target, "httpDispatchMode": mode.to_ascii_uppercase()});
     if let Some(basic) = basic {
         let (user, password) =
@@ -682,6 +700,12 @@ async fn create_subscription(remote: &Remote, json_out: bool, new: NewSubscripti
     }
     if let Some(deadline) = deadline {
         body["responseDeadline"] = json!(deadline);
+    }
+    if let Some(ordering) = ordering {
+        body["ordering"] = json!(ordering.to_ascii_uppercase());
+    }
+    if let Some(key) = ordering_key {
+        body["orderingKey"] = json!(key);
     }
     let created = remote.call(Method::POST, "/trigger-subscriptions/v1", Some(&body)).await?;
     show(&created, json_out)?;
