@@ -118,10 +118,11 @@ impl Manager {
 
 /// Every SQLite connection: wait for the writer rather than fail, no fsync per commit in WAL
 /// mode (a crash of the machine may lose the last commits, never corrupt the file), foreign
-/// keys, a 32 MiB page cache and 256 MiB of memory-mapped reads. Checkpoints run in the
-/// background ([`checkpoint`]), not on a committing request.
+/// keys, an 8 MiB page cache and 64 MiB of memory-mapped reads (both count in the process's
+/// resident memory, once per connection for the cache). Checkpoints run in the background
+/// ([`checkpoint`]), not on a committing request.
 const SQLITE_CONNECTION_PRAGMAS: &str = "PRAGMA busy_timeout = 10000; PRAGMA synchronous = NORMAL; \
-     PRAGMA foreign_keys = ON; PRAGMA cache_size = -32768; PRAGMA mmap_size = 268435456; \
+     PRAGMA foreign_keys = ON; PRAGMA cache_size = -8192; PRAGMA mmap_size = 67108864; \
      PRAGMA wal_autocheckpoint = 0;";
 
 /// Copies what the WAL holds back into the database file without waiting for readers or the
