@@ -5,6 +5,7 @@
 mod dispatcher;
 pub mod guard;
 mod intake;
+mod lanes;
 pub mod policy;
 mod recorder;
 pub mod scheduler;

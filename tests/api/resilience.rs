@@ -119,6 +119,26 @@ Host: {addr}
         && (answer.starts_with("HTTP/1.0 200") || answer.starts_with("HTTP/1.1 200"))
 }
 
+/// Publishes `n` events through `server`; returns their invocation ids.
+async fn publish_through(app: &TestApp, server: &Server, prefix: &str, n: usize) -> BTreeSet<String> {
+    let mut ids = BTreeSet::new();
+    for i in 0..n {
+        let body: Value = app
+            .http
+            .post(format!("{}/trigger-invocations/v1/start", server.url))
+            .bearer_auth(&app.token)
+            .json(&json!({"triggerId": "test:fire-and-forget", "input": {"identityId": format!("{prefix}{i}")}}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        ids.insert(body[0]["id"].as_str().unwrap().to_owned());
+    }
+    ids
+}
+
 #[actix_web::test]
 async fn killing_the_process_mid_delivery_loses_nothing() {
     let db = Arc::new(TestDb::new());
@@ -128,21 +148,7 @@ async fn killing_the_process_mid_delivery_loses_nothing() {
     // The first answers are slow, so the kill lands while deliveries are in flight.
     sink.script((0..4).map(|_| Reply::status(200).delay(Duration::from_secs(3))));
     app.subscribe_url(&sink.url("/h")).await;
-    let mut expected = BTreeSet::new();
-    for i in 0..6 {
-        let body: Value = app
-            .http
-            .post(format!("{}/trigger-invocations/v1/start", server.url))
-            .bearer_auth(&app.token)
-            .json(&json!({"triggerId": "test:fire-and-forget", "input": {"identityId": format!("k{i}")}}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        expected.insert(body[0]["id"].as_str().unwrap().to_owned());
-    }
+    let expected = publish_through(&app, &server, "k", 6).await;
     sink.wait_for(1, Duration::from_secs(10)).await;
     server.child.kill().unwrap();
     server.child.wait().unwrap();
@@ -200,21 +206,7 @@ async fn a_killed_instance_s_work_is_taken_over_within_seconds_not_when_its_leas
     let sink = Sink::start();
     sink.script((0..2).map(|_| Reply::status(200).delay(Duration::from_secs(10))));
     app.subscribe_url(&sink.url("/h")).await;
-    let mut expected = BTreeSet::new();
-    for i in 0..4 {
-        let body: Value = app
-            .http
-            .post(format!("{}/trigger-invocations/v1/start", server.url))
-            .bearer_auth(&app.token)
-            .json(&json!({"triggerId": "test:fire-and-forget", "input": {"identityId": format!("t{i}")}}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        expected.insert(body[0]["id"].as_str().unwrap().to_owned());
-    }
+    let expected = publish_through(&app, &server, "t", 4).await;
     sink.wait_for(1, Duration::from_secs(10)).await;
     server.child.kill().unwrap();
     server.child.wait().unwrap();
