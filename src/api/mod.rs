@@ -37,6 +37,7 @@ pub use trigger_cache::TriggerCache;
 
 /// Deserialises a JSON body into a wire type; errors name the offending field.
 pub fn parse_body<T: serde::de::DeserializeOwned>(body: serde_json::Value) -> Result<T, ApiError> {
+    refuse_nul(&body, "")?;
     serde_path_to_error::deserialize(body).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
@@ -46,6 +47,39 @@ pub fn parse_body<T: serde::de::DeserializeOwned>(body: serde_json::Value) -> Re
             ApiError::bad_request(format!("the request body is invalid at '{path}': {inner}"))
         }
     })
+}
+
+/// Fields that hold JSON documents, stored as JSON text, where a NUL character is escaped.
+const DOCUMENT_FIELDS: &[&str] = &[
+    "input",
+    "contentJson",
+    "inputSchema",
+    "outputSchema",
+    "exampleInput",
+    "exampleOutput",
+    "params",
+    "output",
+];
+
+/// Text that is stored as such (names, descriptions, filters, URLs, error texts) may not hold a
+/// NUL character, which PostgreSQL cannot store: a 400 naming the field, on either backend.
+fn refuse_nul(value: &serde_json::Value, at: &str) -> Result<(), ApiError> {
+    use serde_json::Value;
+    match value {
+        Value::String(text) if text.contains('\0') => {
+            let at = if at.is_empty() { "the request body" } else { at };
+            Err(ApiError::bad_request(format!("{at}: text may not contain NUL characters")))
+        }
+        Value::Object(fields) => {
+            fields.iter().filter(|(name, _)| !DOCUMENT_FIELDS.contains(&name.as_str())).try_for_each(
+                |(name, v)| refuse_nul(v, &if at.is_empty() { name.clone() } else { format!("{at}.{name}") }),
+            )
+        }
+        Value::Array(items) => {
+            items.iter().enumerate().try_for_each(|(i, v)| refuse_nul(v, &format!("{at}[{i}]")))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// What every handler can reach.

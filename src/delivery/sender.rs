@@ -308,7 +308,8 @@ impl Sender {
                 }
             }
         }
-        let text = (!kept.is_empty()).then(|| String::from_utf8_lossy(&kept).into_owned());
+        // Kept as text in the database, which cannot hold NUL: those become U+FFFD.
+        let text = (!kept.is_empty()).then(|| String::from_utf8_lossy(&kept).replace('\0', "\u{FFFD}"));
         (AttemptResult::Status { code, retry_after }, text, error)
     }
 }
