@@ -96,11 +96,6 @@ impl WaitParam {
     }
 }
 
-/// Finished: delivered (with its output, for `REQUEST_RESPONSE`) or dead.
-fn finished(state: InvocationState) -> bool {
-    matches!(state, InvocationState::Delivered | InvocationState::Dead)
-}
-
 /// Waits up to `wait` for every invocation in `lists` to finish, then fills in how each ended.
 async fn await_results(
     state: &AppState,
@@ -123,7 +118,7 @@ async fn await_results(
             })
             .await?;
         let now = tokio::time::Instant::now();
-        if found.iter().all(|i| finished(i.state)) || now >= until {
+        if found.iter().all(|i| i.state.is_finished()) || now >= until {
             break found;
         }
         tokio::time::sleep(pause.min(until - now)).await;

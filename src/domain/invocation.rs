@@ -55,6 +55,12 @@ impl InvocationState {
             Self::Dead => "DEAD",
         }
     }
+    /// Delivered (with its output, for `REQUEST_RESPONSE`) or dead: nothing more will happen
+    /// unless it is replayed.
+    pub fn is_finished(self) -> bool {
+        matches!(self, Self::Delivered | Self::Dead)
+    }
+
     pub fn parse(s: &str) -> Option<Self> {
         match s {
             "PENDING" => Some(Self::Pending),
