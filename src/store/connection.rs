@@ -118,11 +118,12 @@ impl Manager {
 
 /// Every SQLite connection: wait for the writer rather than fail, no fsync per commit in WAL
 /// mode (a crash of the machine may lose the last commits, never corrupt the file), foreign
-/// keys, an 8 MiB page cache and 64 MiB of memory-mapped reads (both count in the process's
-/// resident memory, once per connection for the cache). Checkpoints run in the background
-/// ([`checkpoint`]), not on a committing request.
+/// keys, and an 8 MiB page cache. No memory-mapped reads: mapped pages count in the process's
+/// resident memory once per connection, which took a server draining a million invocations to
+/// 146 MB with 64 MiB mapped and 80 MB without, at the same rate. Checkpoints run in the
+/// background ([`checkpoint`]), not on a committing request.
 const SQLITE_CONNECTION_PRAGMAS: &str = "PRAGMA busy_timeout = 10000; PRAGMA synchronous = NORMAL; \
-     PRAGMA foreign_keys = ON; PRAGMA cache_size = -8192; PRAGMA mmap_size = 67108864; \
+     PRAGMA foreign_keys = ON; PRAGMA cache_size = -8192; PRAGMA mmap_size = 0; \
      PRAGMA wal_autocheckpoint = 0;";
 
 /// Copies what the WAL holds back into the database file without waiting for readers or the
