@@ -171,7 +171,7 @@ pub async fn start(
         }
         other => vec![parse_body(other)?],
     };
-    let drafts = check_all(&state, items).await?;
+    let (drafts, content) = check_all(&state, items).await?;
     let key = key.map(|key| IdempotencyKey {
         key,
         request_hash: crate::domain::secret::hash(&format!(
@@ -182,8 +182,6 @@ pub async fn start(
         ttl: state.settings.idempotency_ttl,
     });
     let (now, intake) = (state.clock.now(), state.intake.clone());
-    let content: Vec<Value> =
-        drafts.iter().map(|d| serde_json::from_str(&d.content_json).unwrap_or_default()).collect();
     let (published, reservation) = state
         .store
         .write(move |c| {
@@ -236,7 +234,11 @@ fn respond(body: String, replayed: bool) -> HttpResponse {
 }
 
 /// Checks every event against its trigger: known, enabled, input valid for its schema.
-async fn check_all(state: &AppState, items: Vec<StartInvocationInput>) -> Result<Vec<Draft>, ApiError> {
+/// Returns the drafts, and each event's `contentJson` as the answer shows it.
+async fn check_all(
+    state: &AppState,
+    items: Vec<StartInvocationInput>,
+) -> Result<(Vec<Draft>, Vec<Value>), ApiError> {
     let mut ids: Vec<String> = items.iter().map(|i| i.trigger_id.clone()).collect();
     ids.sort();
     ids.dedup();
@@ -279,12 +281,15 @@ async fn check_all(state: &AppState, items: Vec<StartInvocationInput>) -> Result
             }
             let Value::Object(input_map) = &input else { unreachable!("input is an object") };
             let payload = Value::Object(merge_params(&trigger.params, input_map));
-            Ok(Draft {
+            let content = Value::Object(item.content_json.unwrap_or_default());
+            let draft = Draft {
                 trigger_id: trigger.id.clone(),
                 input: input.to_string(),
-                content_json: Value::Object(item.content_json.unwrap_or_default()).to_string(),
+                content_json: content.to_string(),
                 payload,
-            })
+            };
+            Ok((draft, content))
         })
-        .collect()
+        .collect::<Result<Vec<_>, _>>()
+        .map(|checked| checked.into_iter().unzip())
 }

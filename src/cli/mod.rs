@@ -3,8 +3,10 @@
 
 mod bench;
 mod client;
+mod invocations;
 mod remote;
 mod resources;
+mod subscriptions;
 
 pub use remote::{CliError, Exit};
 
@@ -53,13 +55,13 @@ enum Command {
     Trigger(resources::TriggerCommand),
     /// Manage subscriptions (over the HTTP API).
     #[command(subcommand)]
-    Subscription(resources::SubscriptionCommand),
+    Subscription(subscriptions::SubscriptionCommand),
     /// Inspect and replay invocations (over the HTTP API).
     #[command(subcommand)]
-    Invocation(resources::InvocationCommand),
+    Invocation(invocations::InvocationCommand),
     /// List and replay dead letters (over the HTTP API).
     #[command(subcommand, name = "dead-letter")]
-    DeadLetter(resources::DeadLetterCommand),
+    DeadLetter(invocations::DeadLetterCommand),
     /// Measure end-to-end throughput and latency on a fresh database (prints JSON).
     Bench(bench::BenchArgs),
 }
@@ -112,9 +114,9 @@ fn remote(settings: &Settings, connection: &remote::Connection, command: Command
         let json = connection.json;
         match command {
             Command::Trigger(c) => resources::trigger(&remote, c, json).await,
-            Command::Subscription(c) => resources::subscription(&remote, c, json).await,
-            Command::Invocation(c) => resources::invocation(&remote, c, json).await,
-            Command::DeadLetter(c) => resources::dead_letter(&remote, c, json).await,
+            Command::Subscription(c) => subscriptions::subscription(&remote, c, json).await,
+            Command::Invocation(c) => invocations::invocation(&remote, c, json).await,
+            Command::DeadLetter(c) => invocations::dead_letter(&remote, c, json).await,
             Command::Serve { .. } | Command::Migrate | Command::Client(_) | Command::Bench(_) => Ok(()),
         }
     })

@@ -59,10 +59,10 @@ impl Store {
     /// which commits what queues up together. Other backends, and in-memory SQLite, keep using
     /// the pool.
     pub fn start_writer(&mut self) -> Result<(), StoreError> {
-        let manager = connection::Manager::new(&self.url);
         if self.backend != Backend::Sqlite || self.url.contains(":memory:") || self.writer.is_some() {
             return Ok(());
         }
+        let manager = connection::Manager::new(&self.url);
         let conn = manager.establish().map_err(|e| StoreError::Open(format!("{}: {e}", self.url)))?;
         self.writer = Some(writer::Writer::start(conn).map_err(|e| StoreError::Open(e.to_string()))?);
         Ok(())

@@ -5,7 +5,7 @@
 //! reads its partial index (`invocations_pending`, `invocations_leased`) in order and stops after
 //! the batch: their cost does not grow with the backlog.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use chrono::{NaiveDateTime, TimeDelta};
@@ -50,7 +50,13 @@ const ORDERED_HEAD: &str = "i.state = 'PENDING' AND i.order_key IS NOT NULL AND 
      AND p.state IN ('PENDING', 'IN_FLIGHT', 'AWAITING') \
      AND (p.created < i.created OR (p.created = i.created AND p.id < i.id)))";
 
-fn claim_ordered_sql(pg: bool) -> String {
+fn claim_ordered_sql(pg: bool) -> &'static str {
+    static SQLITE: OnceLock<String> = OnceLock::new();
+    static POSTGRES: OnceLock<String> = OnceLock::new();
+    (if pg { &POSTGRES } else { &SQLITE }).get_or_init(|| build_claim_ordered_sql(pg))
+}
+
+fn build_claim_ordered_sql(pg: bool) -> String {
     let (set, now, limit, lock) = if pg {
         (
             "lease_owner = $1, lease_expires_at = $2, attempts = attempts + 1, updated = $3",
@@ -229,51 +235,56 @@ fn chunk_size(n: usize) -> usize {
 const CHANGE_COLUMNS: usize = 11;
 
 /// `UPDATE … FROM (VALUES …)`: one statement sets each row of a chunk to its own values, if
-/// `owner` still holds its lease.
-fn update_sql(rows: usize, pg: bool) -> String {
-    let mut sql = String::from(
-        "UPDATE invocations SET state = v.c2, attempts = v.c3, next_attempt_at = v.c4, last_error = v.c5, \
-         completed = v.c6, output = v.c7, success_started = v.c8, success_duration_ms = v.c9, \
-         success_status = v.c10, success_response = v.c11, lease_owner = NULL, lease_expires_at = NULL, ",
-    );
+/// `owner` still holds its lease. Built once per chunk size and backend.
+fn update_sql(rows: usize, pg: bool) -> &'static str {
+    static SQLITE: OnceLock<Vec<String>> = OnceLock::new();
+    static POSTGRES: OnceLock<Vec<String>> = OnceLock::new();
+    let built = if pg { &POSTGRES } else { &SQLITE };
+    let statements =
+        built.get_or_init(|| CHUNK_SIZES.iter().map(|&size| build_update_sql(size, pg)).collect());
+    let index = CHUNK_SIZES.iter().position(|&size| size == rows).unwrap_or(CHUNK_SIZES.len() - 1);
+    &statements[index]
+}
+
+fn build_update_sql(rows: usize, pg: bool) -> String {
+    // SQLite names the columns of a VALUES list column1, column2, …; PostgreSQL takes a list.
+    let col = |c: usize| if pg { format!("v.c{c}") } else { format!("v.column{c}") };
     let mut n = 0;
-    let mut param = |sql: &mut String| {
+    let mut param = || {
         n += 1;
-        if pg {
-            sql.push('$');
-            sql.push_str(&n.to_string());
-        } else {
-            sql.push('?');
-        }
+        if pg { format!("${n}") } else { "?".to_owned() }
     };
-    sql.push_str("updated = ");
-    param(&mut sql);
-    sql.push_str(" FROM (");
+    let mut sql = format!(
+        "UPDATE invocations SET state = {}, attempts = {}, next_attempt_at = {}, last_error = {}, \
+         completed = {}, output = {}, success_started = {}, success_duration_ms = {}, \
+         success_status = {}, success_response = {}, lease_owner = NULL, lease_expires_at = NULL, \
+         updated = {} FROM (",
+        col(2),
+        col(3),
+        col(4),
+        col(5),
+        col(6),
+        col(7),
+        col(8),
+        col(9),
+        col(10),
+        col(11),
+        param()
+    );
     for row in 0..rows {
         sql.push_str(if row == 0 { "VALUES (" } else { ", (" });
-        for column in 0..CHANGE_COLUMNS {
-            if column > 0 {
-                sql.push_str(", ");
-            }
-            param(&mut sql);
-        }
+        let values: Vec<String> = (0..CHANGE_COLUMNS).map(|_| param()).collect();
+        sql.push_str(&values.join(", "));
         sql.push(')');
     }
     sql.push_str(") AS v");
     if pg {
         sql.push_str(" (c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11)");
     }
-    sql.push_str(
-        " WHERE invocations.id = v.c1 AND invocations.state = 'IN_FLIGHT' AND invocations.lease_owner = ",
-    );
-    param(&mut sql);
-    if !pg {
-        // SQLite names the columns of a VALUES list column1, column2, …
-        for c in (1..=CHANGE_COLUMNS).rev() {
-            sql = sql.replace(&format!("v.c{c}"), &format!("v.column{c}"));
-        }
-    }
-    sql
+    let (id, owner) = (col(1), param());
+    sql + &format!(
+        " WHERE invocations.id = {id} AND invocations.state = 'IN_FLIGHT' AND invocations.lease_owner = {owner}"
+    )
 }
 
 macro_rules! bind_changes {
@@ -422,10 +433,10 @@ mod tests {
 
     #[test]
     fn the_batch_update_numbers_its_postgres_parameters_and_names_sqlite_columns() {
-        let pg = update_sql(2, true);
+        let pg = build_update_sql(2, true);
         assert!(pg.contains("$1 FROM (VALUES ($2,"), "{pg}");
         assert!(pg.ends_with("lease_owner = $24"), "{pg}");
-        let sqlite = update_sql(1, false);
+        let sqlite = build_update_sql(1, false);
         assert!(sqlite.contains("state = v.column2") && sqlite.contains("v.column11"), "{sqlite}");
         assert!(!sqlite.contains('$'), "{sqlite}");
     }

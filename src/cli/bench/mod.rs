@@ -214,11 +214,19 @@ async fn measure(args: &BenchArgs, url: &str, log: &std::path::Path) -> anyhow::
     let http = reqwest::Client::builder().pool_max_idle_per_host(args.concurrency).build()?;
     let credentials = (client.id.to_string(), secret.expose().to_owned());
 
+    let run = Run {
+        args,
+        url,
+        log,
+        backend,
+        http: &http,
+        credentials: &credentials,
+        sink_port,
+        received: &received,
+    };
     let mut result = match args.pending {
-        None => run_live(args, url, log, backend, &http, &credentials, sink_port, &received).await,
-        Some(pending) => {
-            run_pending(args, pending, url, log, backend, &http, &credentials, sink_port, &received).await
-        }
+        None => run.live().await,
+        Some(pending) => run.pending(pending).await,
     };
     sink_handle.stop(false).await;
     if let Ok(Value::Object(fields)) = &mut result {
@@ -239,106 +247,101 @@ async fn measure(args: &BenchArgs, url: &str, log: &std::path::Path) -> anyhow::
     result
 }
 
-/// Publishes while the server delivers; measures throughput, latency, memory and CPU.
-#[expect(clippy::too_many_arguments, reason = "one call site, every value needed")]
-async fn run_live(
-    args: &BenchArgs,
-    url: &str,
-    log: &std::path::Path,
+/// What one benchmark run works with.
+struct Run<'a> {
+    args: &'a BenchArgs,
+    url: &'a str,
+    log: &'a std::path::Path,
     backend: Backend,
-    http: &reqwest::Client,
-    credentials: &(String, String),
+    http: &'a reqwest::Client,
+    credentials: &'a (String, String),
     sink_port: u16,
-    received: &Arc<Mutex<Received>>,
-) -> anyhow::Result<Value> {
-    let server = Server::start(url, log, args.workers, args.batch_size)?;
-    let outcome = async {
-        server.ready(http).await?;
-        let token = set_up(http, &server.base, credentials, args.subscriptions, sink_port).await?;
-        let cpu_start = Cpu::now(server.child.id(), backend);
-        let started = Instant::now();
-        let published = publish(args, http, &server.base, &token).await?;
-        let done = wait_for(received, published * args.subscriptions, args.idle_timeout).await;
-        let elapsed = started.elapsed().saturating_sub(done);
-        let cpu = Cpu::now(server.child.id(), backend).since(cpu_start);
-        anyhow::Ok((published, elapsed, cpu))
-    }
-    .await;
-    let rss = peak_rss_mb(server.child.id());
-    server.stop();
-    let (published, elapsed, cpu) = outcome?;
-    let r = received.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-    let mut latencies = r.latencies_us.clone();
-    latencies.sort_unstable();
-    let secs = elapsed.as_secs_f64();
-    Ok(json!({
-        "events": published,
-        "rate": args.rate,
-        "elapsed_s": round3(secs),
-        "events_per_s": per_second(published, secs),
-        "deliveries_per_s": per_second(r.total, secs),
-        "latency_ms": {
-            "p50": percentile(&latencies, 0.50),
-            "p90": percentile(&latencies, 0.90),
-            "p99": percentile(&latencies, 0.99),
-            "max": percentile(&latencies, 1.0),
-        },
-        "peak_rss_mb": rss,
-        "cpu_s": cpu,
-    }))
+    received: &'a Arc<Mutex<Received>>,
 }
 
-/// Publishes `pending` events to a server that delivers nothing, stops it, then starts one that
-/// delivers and measures the drain.
-#[expect(clippy::too_many_arguments, reason = "one call site, every value needed")]
-async fn run_pending(
-    args: &BenchArgs,
-    pending: usize,
-    url: &str,
-    log: &std::path::Path,
-    backend: Backend,
-    http: &reqwest::Client,
-    credentials: &(String, String),
-    sink_port: u16,
-    received: &Arc<Mutex<Received>>,
-) -> anyhow::Result<Value> {
-    let holding = Server::start(url, log, 0, args.batch_size)?;
-    let filled = async {
-        holding.ready(http).await?;
-        let token = set_up(http, &holding.base, credentials, args.subscriptions, sink_port).await?;
-        let started = Instant::now();
-        let published = publish_batches(pending, args.concurrency, http, &holding.base, &token).await?;
-        anyhow::Ok((published, started.elapsed()))
+impl Run<'_> {
+    /// Publishes while the server delivers; measures throughput, latency, memory and CPU.
+    async fn live(&self) -> anyhow::Result<Value> {
+        let Self { args, url, log, backend, http, credentials, sink_port, received } = *self;
+        let server = Server::start(url, log, args.workers, args.batch_size)?;
+        let outcome = async {
+            server.ready(http).await?;
+            let token = set_up(http, &server.base, credentials, args.subscriptions, sink_port).await?;
+            let cpu_start = Cpu::now(server.child.id(), backend);
+            let started = Instant::now();
+            let published = publish(args, http, &server.base, &token).await?;
+            let done = wait_for(received, published * args.subscriptions, args.idle_timeout).await;
+            let elapsed = started.elapsed().saturating_sub(done);
+            let cpu = Cpu::now(server.child.id(), backend).since(cpu_start);
+            anyhow::Ok((published, elapsed, cpu))
+        }
+        .await;
+        let rss = peak_rss_mb(server.child.id());
+        server.stop();
+        let (published, elapsed, cpu) = outcome?;
+        let r = received.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut latencies = r.latencies_us.clone();
+        latencies.sort_unstable();
+        let secs = elapsed.as_secs_f64();
+        Ok(json!({
+            "events": published,
+            "rate": args.rate,
+            "elapsed_s": round3(secs),
+            "events_per_s": per_second(published, secs),
+            "deliveries_per_s": per_second(r.total, secs),
+            "latency_ms": {
+                "p50": percentile(&latencies, 0.50),
+                "p90": percentile(&latencies, 0.90),
+                "p99": percentile(&latencies, 0.99),
+                "max": percentile(&latencies, 1.0),
+            },
+            "peak_rss_mb": rss,
+            "cpu_s": cpu,
+        }))
     }
-    .await;
-    let holding_rss = peak_rss_mb(holding.child.id());
-    holding.stop();
-    let (published, publish_time) = filled?;
-    let delivering = Server::start(url, log, args.workers, args.batch_size)?;
-    let drained = async {
-        delivering.ready(http).await?;
-        let cpu_start = Cpu::now(delivering.child.id(), backend);
-        let started = Instant::now();
-        let done = wait_for(received, published * args.subscriptions, args.idle_timeout).await;
-        let cpu = Cpu::now(delivering.child.id(), backend).since(cpu_start);
-        anyhow::Ok((started.elapsed().saturating_sub(done), cpu))
+
+    /// Publishes `pending` events to a server that delivers nothing, stops it, then starts one that
+    /// delivers and measures the drain.
+    async fn pending(&self, pending: usize) -> anyhow::Result<Value> {
+        let Self { args, url, log, backend, http, credentials, sink_port, received } = *self;
+        let holding = Server::start(url, log, 0, args.batch_size)?;
+        let filled = async {
+            holding.ready(http).await?;
+            let token = set_up(http, &holding.base, credentials, args.subscriptions, sink_port).await?;
+            let started = Instant::now();
+            let published = publish_batches(pending, args.concurrency, http, &holding.base, &token).await?;
+            anyhow::Ok((published, started.elapsed()))
+        }
+        .await;
+        let holding_rss = peak_rss_mb(holding.child.id());
+        holding.stop();
+        let (published, publish_time) = filled?;
+        let delivering = Server::start(url, log, args.workers, args.batch_size)?;
+        let drained = async {
+            delivering.ready(http).await?;
+            let cpu_start = Cpu::now(delivering.child.id(), backend);
+            let started = Instant::now();
+            let done = wait_for(received, published * args.subscriptions, args.idle_timeout).await;
+            let cpu = Cpu::now(delivering.child.id(), backend).since(cpu_start);
+            anyhow::Ok((started.elapsed().saturating_sub(done), cpu))
+        }
+        .await;
+        let rss = peak_rss_mb(delivering.child.id());
+        delivering.stop();
+        let (elapsed, cpu) = drained?;
+        let total = received.lock().unwrap_or_else(std::sync::PoisonError::into_inner).total;
+        let secs = elapsed.as_secs_f64();
+        Ok(json!({
+            "events": published,
+            "pending": published * args.subscriptions,
+            "publish_s": round3(publish_time.as_secs_f64()),
+            "publishing_peak_rss_mb": holding_rss,
+            "drain_s": round3(secs),
+            "deliveries_per_s": per_second(total, secs),
+            "peak_rss_mb": rss,
+            "cpu_s": cpu,
+        }))
     }
-    .await;
-    let rss = peak_rss_mb(delivering.child.id());
-    delivering.stop();
-    let (elapsed, cpu) = drained?;
-    let total = received.lock().unwrap_or_else(std::sync::PoisonError::into_inner).total;
-    let secs = elapsed.as_secs_f64();
-    Ok(json!({
-        "events": published,
-        "pending": published * args.subscriptions,
-        "publish_s": round3(publish_time.as_secs_f64()),
-        "publishing_peak_rss_mb": holding_rss,
-        "drain_s": round3(secs),
-        "deliveries_per_s": per_second(total, secs),
-        "peak_rss_mb": rss,
-        "cpu_s": cpu,
-    }))
 }
 
 fn per_second(n: usize, secs: f64) -> f64 {
