@@ -12,7 +12,7 @@ use anyhow::Context as _;
 use crate::api::{self, AppState};
 use crate::clock::SharedClock;
 use crate::config::Settings;
-use crate::delivery::{Dispatcher, Scheduler};
+use crate::delivery::{Dispatcher, Publisher, Scheduler};
 use crate::domain::catalog::default_catalog;
 use crate::store::{self, Store};
 
@@ -71,6 +71,8 @@ impl Application {
         if settings.workers > 0 {
             workers.push(actix_web::rt::spawn(dispatcher.clone().run(stopped.clone())));
         }
+        let publisher = Arc::new(Publisher::new(store.clone(), dispatcher.intake()));
+        workers.push(actix_web::rt::spawn(publisher.clone().run(stopped.clone())));
         let scheduler = Arc::new(Scheduler::new(store.clone(), clock.clone(), dispatcher.intake()));
         if settings.scheduler {
             workers.push(actix_web::rt::spawn(scheduler.clone().run(stopped.clone())));
@@ -80,6 +82,7 @@ impl Application {
             clock,
             settings: Arc::new(settings),
             intake: dispatcher.intake(),
+            publisher,
             triggers: crate::api::TriggerCache::default(),
             schemas: crate::domain::schema::Schemas::default(),
         });

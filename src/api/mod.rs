@@ -89,6 +89,8 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     /// Hands published invocations to this instance's dispatcher, and wakes its claim loop.
     pub intake: crate::delivery::Intake,
+    /// Commits publishes, several at once under load, and hands what they create to the intake.
+    pub publisher: Arc<crate::delivery::Publisher>,
     /// Triggers as publishing reads them.
     pub triggers: trigger_cache::TriggerCache,
     /// Compiled trigger schemas, by trigger id and version.

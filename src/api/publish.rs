@@ -19,7 +19,7 @@ use crate::domain::invocation::{Invocation, InvocationState, merge_params};
 use crate::domain::schema::Side;
 use crate::domain::scope;
 use crate::domain::trigger::Trigger;
-use crate::store::events::{self, Draft, Published};
+use crate::store::events::{Draft, Published};
 use crate::store::idempotency::IdempotencyKey;
 use crate::store::{self, StoreError};
 
@@ -181,27 +181,9 @@ pub async fn start(
         )),
         ttl: state.settings.idempotency_ttl,
     });
-    let (now, intake) = (state.clock.now(), state.intake.clone());
-    let (published, reservation) = state
-        .store
-        .write(move |c| {
-            let mut reservation = None;
-            let published = events::publish(c, &drafts, key.as_ref(), now, &mut |count| {
-                let (room, lease) = intake.reserve(count, now)?;
-                reservation = Some(room);
-                Some(lease)
-            })?;
-            Ok((published, reservation))
-        })
-        .await?;
+    let published = state.publisher.publish(drafts, key, state.clock.now()).await?;
     let (lists, replayed) = match published {
-        Published::Created { invocations, leased } => {
-            match reservation {
-                Some(room) if !leased.is_empty() => state.intake.hand_off(room, leased),
-                _ => state.intake.wake(),
-            }
-            (invocations, false)
-        }
+        Published::Created(invocations) => (invocations, false),
         Published::Replayed(invocations) => (invocations, true),
         Published::ReplayedBody(body) => return Ok(respond(body, true)),
         Published::KeyReused => {

@@ -24,7 +24,8 @@ use crate::config::Settings;
 use crate::domain::invocation::Attempt;
 use crate::domain::trigger::TriggerType;
 use crate::store::instances;
-use crate::store::queue::{self, Claimed, Next, Outcome};
+use crate::store::outcomes::{Next, Outcome};
+use crate::store::queue::{self, Claimed};
 use crate::store::{Store, StoreError, subscriptions, triggers};
 
 /// Tells running delivery loops to stop.

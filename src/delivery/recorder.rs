@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::clock::SharedClock;
-use crate::store::queue::{self, Outcome};
+use crate::store::outcomes::{self, Outcome};
 use crate::store::{Store, StoreError};
 
 /// The most outcomes recorded in one transaction.
@@ -21,7 +21,7 @@ pub async fn record(
     outcomes: Arc<Vec<Outcome>>,
 ) -> Result<(), StoreError> {
     let (owner, now) = (owner.to_owned(), clock.now());
-    store.write(move |c| queue::record(c, &owner, &outcomes, now)).await
+    store.write(move |c| outcomes::record(c, &owner, &outcomes, now)).await
 }
 
 /// Records `outcomes`, retrying with backoff for up to a minute when the database fails.

@@ -18,7 +18,8 @@ use crate::domain::invocation::Attempt;
 use crate::domain::schema::{Schemas, Side};
 use crate::domain::subscription::{DispatchMode, HttpAuth, Subscription};
 use crate::domain::trigger::Trigger;
-use crate::store::queue::{Claimed, Next, Outcome};
+use crate::store::outcomes::{Next, Outcome};
+use crate::store::queue::Claimed;
 
 /// The most of a subscriber's response body that is kept.
 pub const MAX_RESPONSE_BYTES: usize = 16 * 1024;

@@ -178,13 +178,22 @@ pub fn run_migrations(conn: &mut AnyConnection) -> Result<usize, StoreError> {
 }
 
 /// Runs `f` in a write transaction. On SQLite it starts with `BEGIN IMMEDIATE`, so that two
-/// read-then-write transactions never fail with "database is locked" halfway through.
+/// read-then-write transactions never fail with "database is locked" halfway through. Inside a
+/// transaction already, SQLite gives `f` a savepoint (the writer's jobs are rolled back one by
+/// one), and PostgreSQL runs it in the open transaction: a failure fails the whole of it, and
+/// no savepoint round trips are spent.
 pub fn write_transaction<T, F>(conn: &mut AnyConnection, f: F) -> Result<T, StoreError>
 where
     F: FnOnce(&mut AnyConnection) -> Result<T, StoreError>,
 {
     use diesel::connection::{AnsiTransactionManager, TransactionManager};
     let AnyConnection::Sqlite(sqlite) = conn else {
+        let AnyConnection::Postgresql(pg) = conn else { unreachable!("two backends") };
+        let status =
+            <AnsiTransactionManager as TransactionManager<diesel::PgConnection>>::transaction_manager_status_mut(pg);
+        if status.transaction_depth()?.is_some() {
+            return f(conn);
+        }
         return conn.transaction(f);
     };
     let status = <AnsiTransactionManager as TransactionManager<diesel::SqliteConnection>>::transaction_manager_status_mut(sqlite);

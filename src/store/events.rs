@@ -29,9 +29,8 @@ pub struct Draft {
 /// What a publish stored, or why it stored nothing.
 #[derive(Debug)]
 pub enum Published {
-    /// Per event, its invocations; `leased` are those created in flight under the offered lease,
-    /// with their payload, for the caller to hand to its dispatcher.
-    Created { invocations: Vec<Vec<Invocation>>, leased: Vec<Claimed> },
+    /// Per event, its invocations.
+    Created(Vec<Vec<Invocation>>),
     /// A repeat of a keyed request: per event, the invocations the first one created.
     Replayed(Vec<Vec<Invocation>>),
     /// A repeat of a request answered before answers were kept as ids: the body it was given.
@@ -40,52 +39,86 @@ pub enum Published {
     KeyReused,
 }
 
-/// Publishes `drafts` (real-time events). `offer` is asked, once the number of new invocations is
-/// known, for a lease to create them under (in flight, handed over in memory); `None` leaves them
-/// pending for any instance to claim.
+/// Asked, once the number of new invocations is known, for a lease to create them under (in
+/// flight, handed over in memory); `None` leaves them pending for any instance to claim.
+pub type Offer<'a> = dyn FnMut(usize) -> Option<Lease> + 'a;
+
+/// Publishes `drafts` (real-time events) under an optional `Idempotency-Key`, in the caller's write
+/// transaction. Also returns the invocations created under the offered lease, with their payload,
+/// for the caller to hand to its dispatcher.
 pub fn publish(
     conn: &mut AnyConnection,
     drafts: &[Draft],
     key: Option<&IdempotencyKey>,
     now: NaiveDateTime,
-    offer: &mut dyn FnMut(usize) -> Option<Lease>,
-) -> Result<Published, StoreError> {
-    write_transaction(conn, |conn| {
-        if let Some(key) = key {
-            match idempotency::recall(conn, key, now)? {
-                Recalled::Same(answered) => return Ok(Published::Replayed(read_back(conn, &answered)?)),
-                Recalled::SameBody(body) => return Ok(Published::ReplayedBody(body)),
-                Recalled::Different => return Ok(Published::KeyReused),
-                Recalled::Unknown => {}
+    offer: &mut Offer<'_>,
+) -> Result<(Published, Vec<Claimed>), StoreError> {
+    if let Some(key) = key {
+        match idempotency::recall(conn, key, now)? {
+            Recalled::Same(answered) => {
+                return Ok((Published::Replayed(read_back(conn, &answered)?), Vec::new()));
             }
+            Recalled::SameBody(body) => return Ok((Published::ReplayedBody(body), Vec::new())),
+            Recalled::Different => return Ok((Published::KeyReused, Vec::new())),
+            Recalled::Unknown => {}
         }
-        let mut subscribers = std::collections::HashMap::new();
-        let mut new_events = Vec::with_capacity(drafts.len());
-        for draft in drafts {
-            if !subscribers.contains_key(draft.trigger_id.as_str()) {
-                let subs = subscriptions::all_for_trigger(conn, &draft.trigger_id)?;
-                subscribers.insert(draft.trigger_id.to_string(), subs);
-            }
-            new_events.push(NewEvent::new(
-                InvocationKind::RealTime,
-                &draft.trigger_id,
-                draft.input.clone(),
-                draft.content_json.clone(),
-                &draft.payload,
-                &subscribers[draft.trigger_id.as_str()],
-            ));
+    }
+    let (invocations, leased) = create(conn, drafts.iter(), now, offer)?;
+    if let Some(key) = key {
+        let answered = Answered {
+            events: invocations.iter().map(|l| l.iter().map(|i| i.id.to_string()).collect()).collect(),
+        };
+        idempotency::remember(conn, key, &answered, now)?;
+    }
+    Ok((Published::Created(invocations), leased))
+}
+
+/// Per request, per event, the invocations created; and those created under the offered lease.
+pub type Together = (Vec<Vec<Vec<Invocation>>>, Vec<Claimed>);
+
+/// Publishes several unkeyed requests in the caller's write transaction, with one insert per
+/// table for all of them.
+pub fn publish_together(
+    conn: &mut AnyConnection,
+    requests: &[Vec<Draft>],
+    now: NaiveDateTime,
+    offer: &mut Offer<'_>,
+) -> Result<Together, StoreError> {
+    let (mut per_event, leased) = create(conn, requests.iter().flatten(), now, offer)?;
+    let mut out = Vec::with_capacity(requests.len());
+    for request in requests.iter().rev() {
+        out.push(per_event.split_off(per_event.len() - request.len()));
+    }
+    out.reverse();
+    Ok((out, leased))
+}
+
+/// Fans `drafts` out to their triggers' subscribers and stores them, in the caller's transaction.
+fn create<'d>(
+    conn: &mut AnyConnection,
+    drafts: impl Iterator<Item = &'d Draft>,
+    now: NaiveDateTime,
+    offer: &mut Offer<'_>,
+) -> Result<(Vec<Vec<Invocation>>, Vec<Claimed>), StoreError> {
+    let mut subscribers = std::collections::HashMap::new();
+    let mut new_events = Vec::new();
+    for draft in drafts {
+        if !subscribers.contains_key(draft.trigger_id.as_str()) {
+            let subs = subscriptions::all_for_trigger(conn, &draft.trigger_id)?;
+            subscribers.insert(draft.trigger_id.to_string(), subs);
         }
-        let live = new_events.iter().flat_map(|e| &e.subscriptions).filter(|r| r.order_key.is_none()).count();
-        let lease = if live > 0 { offer(live) } else { None };
-        let (invocations, leased) = insert_events(conn, &new_events, now, lease.as_ref())?;
-        if let Some(key) = key {
-            let answered = Answered {
-                events: invocations.iter().map(|l| l.iter().map(|i| i.id.to_string()).collect()).collect(),
-            };
-            idempotency::remember(conn, key, &answered, now)?;
-        }
-        Ok(Published::Created { invocations, leased })
-    })
+        new_events.push(NewEvent::new(
+            InvocationKind::RealTime,
+            &draft.trigger_id,
+            draft.input.clone(),
+            draft.content_json.clone(),
+            &draft.payload,
+            &subscribers[draft.trigger_id.as_str()],
+        ));
+    }
+    let live = new_events.iter().flat_map(|e| &e.subscriptions).filter(|r| r.order_key.is_none()).count();
+    let lease = if live > 0 { offer(live) } else { None };
+    insert_events(conn, &new_events, now, lease.as_ref())
 }
 
 /// The invocations a keyed request created, per event, in the order first answered.

@@ -7,6 +7,7 @@ pub mod events;
 pub mod idempotency;
 pub mod instances;
 pub mod invocations;
+pub mod outcomes;
 pub mod queue;
 pub mod replays;
 pub mod responses;

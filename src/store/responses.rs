@@ -29,47 +29,49 @@ pub fn complete(
     now: NaiveDateTime,
 ) -> Result<Result<(), CompleteRefusal>, StoreError> {
     write_transaction(conn, |conn| {
-        let invocation = get(conn, id)?;
-        match invocation.state {
-            InvocationState::Delivered | InvocationState::Dead => {
-                let at = invocation.completed;
-                return Ok(Err(if invocation.last_error.as_deref() == Some(DEADLINE_PASSED) {
-                    CompleteRefusal::PastDeadline(invocation.next_attempt_at)
-                } else {
-                    CompleteRefusal::AlreadyCompleted { state: invocation.state, at }
-                }));
+        for _ in 0..3 {
+            let invocation = get(conn, id)?;
+            match invocation.state {
+                InvocationState::Delivered | InvocationState::Dead => {
+                    let at = invocation.completed;
+                    return Ok(Err(if invocation.last_error.as_deref() == Some(DEADLINE_PASSED) {
+                        CompleteRefusal::PastDeadline(invocation.next_attempt_at)
+                    } else {
+                        CompleteRefusal::AlreadyCompleted { state: invocation.state, at }
+                    }));
+                }
+                InvocationState::Awaiting if invocation.next_attempt_at <= now => {
+                    expire_overdue(conn, now)?;
+                    return Ok(Err(CompleteRefusal::PastDeadline(invocation.next_attempt_at)));
+                }
+                _ => {}
             }
-            InvocationState::Awaiting if invocation.next_attempt_at <= now => {
-                expire_overdue(conn, now)?;
-                return Ok(Err(CompleteRefusal::PastDeadline(invocation.next_attempt_at)));
+            let (state, output, error) = match result {
+                Ok(output) => (InvocationState::Delivered, Some(output), None),
+                Err(error) => {
+                    (InvocationState::Dead, None, Some(format!("the subscriber reported: {error}")))
+                }
+            };
+            let changed = diesel::update(
+                invocations::table.find(id.as_str()).filter(invocations::state.eq(invocation.state.as_str())),
+            )
+            .set((
+                invocations::state.eq(state.as_str()),
+                invocations::output.eq(output),
+                invocations::last_error.eq(error),
+                invocations::lease_owner.eq(None::<String>),
+                invocations::lease_expires_at.eq(None::<NaiveDateTime>),
+                invocations::next_attempt_at.eq(now),
+                invocations::completed.eq(Some(now)),
+                invocations::updated.eq(now),
+            ))
+            .execute(conn)?;
+            if changed == 1 {
+                return Ok(Ok(()));
             }
-            _ => {}
+            // Changed since it was read (the acknowledgement was just recorded): look again.
         }
-        let (state, output, error) = match result {
-            Ok(output) => (InvocationState::Delivered, Some(output), None),
-            Err(error) => (InvocationState::Dead, None, Some(format!("the subscriber reported: {error}"))),
-        };
-        let changed = diesel::update(
-            invocations::table.find(id.as_str()).filter(invocations::state.eq(invocation.state.as_str())),
-        )
-        .set((
-            invocations::state.eq(state.as_str()),
-            invocations::output.eq(output),
-            invocations::last_error.eq(error),
-            invocations::lease_owner.eq(None::<String>),
-            invocations::lease_expires_at.eq(None::<NaiveDateTime>),
-            invocations::next_attempt_at.eq(now),
-            invocations::completed.eq(Some(now)),
-            invocations::updated.eq(now),
-        ))
-        .execute(conn)?;
-        if changed == 0 {
-            let now_state = get(conn, id)?;
-            return Ok(Err(CompleteRefusal::AlreadyCompleted {
-                state: now_state.state,
-                at: now_state.completed,
-            }));
-        }
-        Ok(Ok(()))
+        let now_state = get(conn, id)?;
+        Ok(Err(CompleteRefusal::AlreadyCompleted { state: now_state.state, at: now_state.completed }))
     })
 }

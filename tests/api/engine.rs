@@ -151,3 +151,66 @@ async fn a_first_try_success_writes_no_attempt_row_but_shows_in_the_attempt_log(
     assert_eq!(log.len(), 2, "{detail}");
     assert!(log.iter().all(|a| a["status"] == 204), "{detail}");
 }
+
+#[derive(QueryableByName)]
+struct Input {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    input: String,
+}
+
+#[actix_web::test]
+async fn publishes_that_arrive_together_each_get_their_own_invocations_and_one_refused_leaves_the_others() {
+    let app = TestApp::spawn_with(|s| s.workers = 0).await;
+    app.subscribe_url("http://127.0.0.1:9/h").await;
+    // The database refuses one event: the group it was written with fails, and the others are
+    // written again without it.
+    let refuse = match app.store.backend() {
+        hookgate::store::Backend::Sqlite => {
+            "CREATE TRIGGER refuse_marked BEFORE INSERT ON events WHEN NEW.input LIKE '%refuse%' \
+             BEGIN SELECT RAISE(ABORT, 'refused by the test'); END"
+        }
+        hookgate::store::Backend::Postgres => {
+            "CREATE FUNCTION refuse_marked() RETURNS trigger AS $$ BEGIN IF NEW.input LIKE '%refuse%' THEN \
+             RAISE EXCEPTION 'refused by the test'; END IF; RETURN NEW; END $$ LANGUAGE plpgsql; \
+             CREATE TRIGGER refuse_marked BEFORE INSERT ON events FOR EACH ROW EXECUTE FUNCTION refuse_marked()"
+        }
+    };
+    app.store
+        .run_blocking(|c| diesel::connection::SimpleConnection::batch_execute(c, refuse).map_err(Into::into))
+        .unwrap();
+    let names: Vec<String> =
+        (0..40).map(|i| if i == 7 { "refuse".into() } else { format!("e{i}") }).collect();
+    let answers = futures_util::future::join_all(
+        names.iter().map(|name| app.publish("test:fire-and-forget", json!({"identityId": name}))),
+    )
+    .await;
+    for (name, answer) in names.iter().zip(answers) {
+        if name == "refuse" {
+            assert!(!answer.status().is_success(), "the refused event is not accepted");
+            continue;
+        }
+        assert_eq!(answer.status(), 200, "{name}");
+        let body: Value = answer.json().await.unwrap();
+        let id = body[0]["id"].as_str().unwrap().to_owned();
+        let Input { input } = app
+            .store
+            .run_blocking(move |c| {
+                diesel::sql_query(
+                    "SELECT e.input AS input FROM invocations i JOIN events e ON e.id = i.event_id WHERE i.id = ",
+                )
+                .sql(if app_is_pg(c) { "$1" } else { "?" })
+                .bind::<diesel::sql_types::Text, _>(id)
+                .get_result::<Input>(c)
+                .map_err(Into::into)
+            })
+            .unwrap();
+        let stored: Value = serde_json::from_str(&input).unwrap();
+        assert_eq!(stored["identityId"], name.as_str(), "each answer names its own event's invocation");
+    }
+    assert_eq!(count(&app, "SELECT COUNT(*) AS n FROM events"), 39);
+    assert_eq!(count(&app, "SELECT COUNT(*) AS n FROM invocations"), 39);
+}
+
+fn app_is_pg(c: &mut hookgate::store::AnyConnection) -> bool {
+    matches!(c, hookgate::store::AnyConnection::Postgresql(_))
+}

@@ -6,7 +6,8 @@ use std::time::Duration;
 use chrono::TimeDelta;
 use hookgate::domain::invocation::InvocationState;
 use hookgate::store::invocations;
-use hookgate::store::queue::{self, Next, Outcome};
+use hookgate::store::outcomes::{self, Next, Outcome};
+use hookgate::store::queue;
 use serde_json::{Value, json};
 
 use crate::helpers::{TestApp, error_text};
@@ -285,7 +286,7 @@ async fn a_callback_that_beats_the_acknowledgement_is_kept() {
         next: Next::Awaiting(now + TimeDelta::hours(1)),
         disable: None,
     };
-    app.store.run_blocking(|c| queue::record(c, "worker-a", &[ack], now)).unwrap();
+    app.store.run_blocking(|c| outcomes::record(c, "worker-a", &[ack], now)).unwrap();
     let after = app.store.run_blocking(|c| invocations::get(c, &id)).unwrap();
     assert_eq!(after.state, InvocationState::Delivered, "the late acknowledgement does not reopen it");
     assert_eq!(after.output.as_deref(), Some(r#"{"approved":true}"#));

@@ -1,0 +1,309 @@
+//! Recording outcomes: after a batch of attempts, each invocation's new state is written by one
+//! batch update, applied only where the recording instance still holds the lease, with a row in
+//! `attempts` for each failure. A first-try success stays on the invocation (`success_*`).
+//!
+//! SQLite gets `UPDATE … FROM (VALUES …)` in a few fixed chunk sizes; PostgreSQL gets one
+//! statement per batch whatever its size, binding one array per column (`unnest`).
+
+use std::sync::OnceLock;
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+use diesel::sql_types::{Array, Integer, Nullable, Text, Timestamp};
+use diesel::sqlite::Sqlite;
+
+use super::invocations::insert_rows;
+use super::schema::attempts;
+use super::{AnyConnection, StoreError, write_transaction};
+use crate::domain::ids::{InvocationId, SubscriptionId};
+use crate::domain::invocation::{Attempt, InvocationState};
+
+/// What happens to an invocation after an attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Next {
+    Delivered,
+    /// Delivered, and the subscriber answered with this output (`REQUEST_RESPONSE`, SYNC or DYNAMIC).
+    Answered(String),
+    /// Acknowledged (`REQUEST_RESPONSE`, ASYNC or DYNAMIC): `complete` is due before this deadline.
+    Awaiting(NaiveDateTime),
+    RetryAt(NaiveDateTime),
+    Dead,
+    /// Not attempted: given back, due again at this time (its subscriber is too slow to take it
+    /// within the lease). The attempt it was claimed for is not counted.
+    Deferred(NaiveDateTime),
+}
+
+/// The outcome of one attempt, to be recorded.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub invocation: InvocationId,
+    pub attempt: Attempt,
+    pub next: Next,
+    /// A subscription to switch off with this reason (the subscriber answered 410 Gone).
+    pub disable: Option<(SubscriptionId, String)>,
+}
+
+impl Outcome {
+    /// A success is kept on the invocation; a failure gets its own row in `attempts`.
+    fn failed(&self) -> bool {
+        matches!(self.next, Next::RetryAt(_) | Next::Dead)
+    }
+}
+
+/// One invocation's new state, as a row of the batch update.
+struct Change<'a> {
+    id: &'a str,
+    state: &'static str,
+    attempts: i32,
+    next_attempt_at: NaiveDateTime,
+    last_error: Option<String>,
+    completed: Option<NaiveDateTime>,
+    output: Option<&'a str>,
+    success: Option<&'a Attempt>,
+}
+
+impl<'a> Change<'a> {
+    fn of(o: &'a Outcome, now: NaiveDateTime) -> Self {
+        let (state, next_attempt_at, completed, output) = match &o.next {
+            Next::Delivered => (InvocationState::Delivered, now, Some(now), None),
+            Next::Answered(output) => (InvocationState::Delivered, now, Some(now), Some(output.as_str())),
+            Next::Awaiting(deadline) => (InvocationState::Awaiting, *deadline, None, None),
+            Next::RetryAt(at) | Next::Deferred(at) => (InvocationState::Pending, *at, None, None),
+            Next::Dead => (InvocationState::Dead, now, Some(now), None),
+        };
+        let deferred = matches!(o.next, Next::Deferred(_));
+        Self {
+            id: o.invocation.as_str(),
+            state: state.as_str(),
+            attempts: if deferred { o.attempt.attempt - 1 } else { o.attempt.attempt },
+            next_attempt_at,
+            last_error: if o.failed() { last_error(&o.attempt) } else { None },
+            completed,
+            output,
+            success: (!o.failed() && !deferred).then_some(&o.attempt),
+        }
+    }
+}
+
+/// Rows per SQLite batch update. A batch is cut into these sizes, the last chunk padded by
+/// repeating its last row, so SQLite sees a handful of statement shapes.
+const CHUNK_SIZES: [usize; 5] = [1, 4, 16, 64, 256];
+
+fn chunk_size(n: usize) -> usize {
+    CHUNK_SIZES.into_iter().find(|&s| s >= n).unwrap_or(CHUNK_SIZES[CHUNK_SIZES.len() - 1])
+}
+
+const CHANGE_COLUMNS: usize = 11;
+
+/// The columns an outcome sets, in the order of a row of changes.
+const SET_COLUMNS: [&str; 10] = [
+    "state",
+    "attempts",
+    "next_attempt_at",
+    "last_error",
+    "completed",
+    "output",
+    "success_started",
+    "success_duration_ms",
+    "success_status",
+    "success_response",
+];
+
+/// The `SET` list, each column from `v.{name(i)}` (the change's column `i`, id being column 1).
+fn set_list(name: impl Fn(usize) -> String) -> String {
+    let sets: Vec<String> =
+        SET_COLUMNS.iter().enumerate().map(|(i, column)| format!("{column} = v.{}", name(i + 2))).collect();
+    sets.join(", ")
+}
+
+/// SQLite's `UPDATE … FROM (VALUES …)` for a chunk of `rows` changes: one statement sets each
+/// row to its own values, if `owner` still holds its lease. Built once per chunk size.
+fn sqlite_update_sql(rows: usize) -> &'static str {
+    static BUILT: OnceLock<Vec<String>> = OnceLock::new();
+    let statements =
+        BUILT.get_or_init(|| CHUNK_SIZES.iter().map(|&size| build_sqlite_update_sql(size)).collect());
+    let index = CHUNK_SIZES.iter().position(|&size| size == rows).unwrap_or(CHUNK_SIZES.len() - 1);
+    &statements[index]
+}
+
+fn build_sqlite_update_sql(rows: usize) -> String {
+    // SQLite names the columns of a VALUES list column1, column2, …
+    let row = format!("({})", ["?"; CHANGE_COLUMNS].join(", "));
+    format!(
+        "UPDATE invocations SET {}, lease_owner = NULL, lease_expires_at = NULL, updated = ? FROM \
+         (VALUES {}) AS v WHERE invocations.id = v.column1 AND invocations.state = 'IN_FLIGHT' \
+         AND invocations.lease_owner = ?",
+        set_list(|c| format!("column{c}")),
+        vec![row; rows].join(", ")
+    )
+}
+
+/// PostgreSQL's batch update: one array per column, `unnest`ed into rows, so one statement of
+/// 13 parameters takes a batch of any size. The rows are found by primary key (`id = ANY`), so
+/// the cost is the batch's whatever the table's statistics say; a `state = 'IN_FLIGHT'` test
+/// would let the planner scan every leased row through `invocations_leased` instead. It is not
+/// needed: only an invocation in flight has a `lease_owner` (every other transition clears it).
+fn pg_update_sql() -> &'static str {
+    static BUILT: OnceLock<String> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let names: Vec<&str> = std::iter::once("id").chain(SET_COLUMNS).collect();
+        format!(
+            "UPDATE invocations SET {}, lease_owner = NULL, lease_expires_at = NULL, updated = $1 FROM \
+             unnest($2::text[], $3::text[], $4::int4[], $5::timestamp[], $6::text[], $7::timestamp[], \
+             $8::text[], $9::timestamp[], $10::int4[], $11::int4[], $12::text[]) AS v ({}) \
+             WHERE invocations.id = ANY($2) AND invocations.id = v.id AND invocations.lease_owner = $13",
+            set_list(|c| names[c - 1].to_owned()),
+            names.join(", ")
+        )
+    })
+}
+
+/// Writes `changes` on PostgreSQL in one statement.
+fn pg_update(
+    conn: &mut diesel::PgConnection,
+    changes: &[Change],
+    owner: &str,
+    now: NaiveDateTime,
+) -> Result<(), StoreError> {
+    diesel::sql_query(pg_update_sql())
+        .bind::<Timestamp, _>(now)
+        .bind::<Array<Text>, _>(changes.iter().map(|c| c.id).collect::<Vec<_>>())
+        .bind::<Array<Text>, _>(changes.iter().map(|c| c.state).collect::<Vec<_>>())
+        .bind::<Array<Integer>, _>(changes.iter().map(|c| c.attempts).collect::<Vec<_>>())
+        .bind::<Array<Timestamp>, _>(changes.iter().map(|c| c.next_attempt_at).collect::<Vec<_>>())
+        .bind::<Array<Nullable<Text>>, _>(changes.iter().map(|c| c.last_error.as_deref()).collect::<Vec<_>>())
+        .bind::<Array<Nullable<Timestamp>>, _>(changes.iter().map(|c| c.completed).collect::<Vec<_>>())
+        .bind::<Array<Nullable<Text>>, _>(changes.iter().map(|c| c.output).collect::<Vec<_>>())
+        .bind::<Array<Nullable<Timestamp>>, _>(
+            changes.iter().map(|c| c.success.map(|a| a.started)).collect::<Vec<_>>(),
+        )
+        .bind::<Array<Nullable<Integer>>, _>(
+            changes.iter().map(|c| c.success.map(|a| a.duration_ms)).collect::<Vec<_>>(),
+        )
+        .bind::<Array<Nullable<Integer>>, _>(
+            changes.iter().map(|c| c.success.and_then(|a| a.status)).collect::<Vec<_>>(),
+        )
+        .bind::<Array<Nullable<Text>>, _>(
+            changes.iter().map(|c| c.success.and_then(|a| a.response.as_deref())).collect::<Vec<_>>(),
+        )
+        .bind::<Text, _>(owner)
+        .execute(conn)?;
+    Ok(())
+}
+
+/// Writes `changes` on SQLite in padded chunks of a few fixed sizes.
+fn sqlite_update(
+    conn: &mut diesel::SqliteConnection,
+    changes: &[Change],
+    owner: &str,
+    now: NaiveDateTime,
+) -> Result<(), StoreError> {
+    let mut rest = changes;
+    while !rest.is_empty() {
+        let size = chunk_size(rest.len());
+        let (chunk, tail) = rest.split_at(size.min(rest.len()));
+        rest = tail;
+        let padding = std::iter::repeat_n(&chunk[chunk.len() - 1], size - chunk.len());
+        let mut q =
+            diesel::sql_query(sqlite_update_sql(size)).into_boxed::<Sqlite>().bind::<Timestamp, _>(now);
+        for c in chunk.iter().chain(padding) {
+            q = q
+                .bind::<Text, _>(c.id)
+                .bind::<Text, _>(c.state)
+                .bind::<Integer, _>(c.attempts)
+                .bind::<Timestamp, _>(c.next_attempt_at)
+                .bind::<Nullable<Text>, _>(c.last_error.as_deref())
+                .bind::<Nullable<Timestamp>, _>(c.completed)
+                .bind::<Nullable<Text>, _>(c.output)
+                .bind::<Nullable<Timestamp>, _>(c.success.map(|a| a.started))
+                .bind::<Nullable<Integer>, _>(c.success.map(|a| a.duration_ms))
+                .bind::<Nullable<Integer>, _>(c.success.and_then(|a| a.status))
+                .bind::<Nullable<Text>, _>(c.success.and_then(|a| a.response.as_deref()));
+        }
+        q.bind::<Text, _>(owner).execute(conn)?;
+    }
+    Ok(())
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = attempts)]
+struct AttemptRow<'a> {
+    id: String,
+    invocation_id: &'a str,
+    attempt: i32,
+    started: NaiveDateTime,
+    duration_ms: i32,
+    status: Option<i32>,
+    response: Option<&'a str>,
+    error: Option<&'a str>,
+}
+
+/// Records a batch of outcomes in one transaction: the invocations' new states in a few batch
+/// updates (applied only where `owner` still holds the lease: a worker whose lease expired does
+/// not overrule the one that took over), a row in `attempts` for each failed attempt, and the
+/// subscriptions a 410 switched off.
+pub fn record(
+    conn: &mut AnyConnection,
+    owner: &str,
+    outcomes: &[Outcome],
+    now: NaiveDateTime,
+) -> Result<(), StoreError> {
+    let changes: Vec<Change> = outcomes.iter().map(|o| Change::of(o, now)).collect();
+    write_transaction(conn, |conn| {
+        match conn {
+            AnyConnection::Sqlite(c) => sqlite_update(c, &changes, owner, now)?,
+            AnyConnection::Postgresql(c) => pg_update(c, &changes, owner, now)?,
+        }
+        let failures: Vec<AttemptRow> = outcomes
+            .iter()
+            .filter(|o| o.failed())
+            .map(|o| AttemptRow {
+                id: uuid::Uuid::now_v7().to_string(),
+                invocation_id: o.invocation.as_str(),
+                attempt: o.attempt.attempt,
+                started: o.attempt.started,
+                duration_ms: o.attempt.duration_ms,
+                status: o.attempt.status,
+                response: o.attempt.response.as_deref(),
+                error: o.attempt.error.as_deref(),
+            })
+            .collect();
+        insert_rows!(conn, attempts::table, failures);
+        for (subscription, reason) in outcomes.iter().filter_map(|o| o.disable.as_ref()) {
+            super::subscriptions::disable(conn, subscription, reason, now)?;
+        }
+        Ok(())
+    })
+}
+
+fn last_error(a: &Attempt) -> Option<String> {
+    match (&a.error, a.status) {
+        (Some(e), _) => Some(e.clone()),
+        (None, Some(status)) => Some(format!("subscriber answered HTTP {status}")),
+        (None, None) => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_are_cut_into_a_few_fixed_sizes() {
+        assert_eq!(chunk_size(1), 1);
+        assert_eq!(chunk_size(3), 4);
+        assert_eq!(chunk_size(17), 64);
+        assert_eq!(chunk_size(256), 256);
+        assert_eq!(chunk_size(1000), 256);
+    }
+
+    #[test]
+    fn the_batch_updates_name_their_columns_and_number_their_parameters() {
+        let sqlite = build_sqlite_update_sql(2);
+        assert!(sqlite.contains("state = v.column2,") && sqlite.contains("success_response = v.column11,"));
+        assert_eq!(sqlite.matches('?').count(), 2 * CHANGE_COLUMNS + 2, "{sqlite}");
+        let pg = pg_update_sql();
+        assert!(pg.contains("state = v.state,") && pg.contains("AS v (id, state, attempts,"), "{pg}");
+        assert!(pg.ends_with("lease_owner = $13"), "{pg}");
+    }
+}
