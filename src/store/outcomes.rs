@@ -139,10 +139,12 @@ fn build_sqlite_update_sql(rows: usize) -> String {
 }
 
 /// PostgreSQL's batch update: one array per column, `unnest`ed into rows, so one statement of
-/// 13 parameters takes a batch of any size. The rows are found by primary key (`id = ANY`), so
-/// the cost is the batch's whatever the table's statistics say; a `state = 'IN_FLIGHT'` test
-/// would let the planner scan every leased row through `invocations_leased` instead. It is not
-/// needed: only an invocation in flight has a `lease_owner` (every other transition clears it).
+/// 13 parameters takes a batch of any size. Rows are joined on the primary key only. A
+/// `state = 'IN_FLIGHT'` test would let the planner, misled by a young table's missing
+/// statistics, scan every leased row through `invocations_leased` for each batch; it is not
+/// needed, since only an invocation in flight has a `lease_owner` (every other transition clears
+/// it). An `id = ANY(…)` filter is left out too: it made the join a nested loop over the batch
+/// squared.
 fn pg_update_sql() -> &'static str {
     static BUILT: OnceLock<String> = OnceLock::new();
     BUILT.get_or_init(|| {
@@ -151,7 +153,7 @@ fn pg_update_sql() -> &'static str {
             "UPDATE invocations SET {}, lease_owner = NULL, lease_expires_at = NULL, updated = $1 FROM \
              unnest($2::text[], $3::text[], $4::int4[], $5::timestamp[], $6::text[], $7::timestamp[], \
              $8::text[], $9::timestamp[], $10::int4[], $11::int4[], $12::text[]) AS v ({}) \
-             WHERE invocations.id = ANY($2) AND invocations.id = v.id AND invocations.lease_owner = $13",
+             WHERE invocations.id = v.id AND invocations.lease_owner = $13",
             set_list(|c| names[c - 1].to_owned()),
             names.join(", ")
         )
