@@ -73,6 +73,14 @@ impl Application {
         }
         let publisher = Arc::new(Publisher::new(store.clone(), dispatcher.intake()));
         workers.push(actix_web::rt::spawn(publisher.clone().run(stopped.clone())));
+        let (watcher, intake) = (store.clone(), dispatcher.intake());
+        let heard = move |signal| {
+            if signal == store::revisions::Signal::Work {
+                intake.wake();
+            }
+        };
+        let stop = stopped.clone();
+        workers.push(actix_web::rt::spawn(async move { watcher.watch(heard, stop).await }));
         let scheduler = Arc::new(Scheduler::new(store.clone(), clock.clone(), dispatcher.intake()));
         if settings.scheduler {
             workers.push(actix_web::rt::spawn(scheduler.clone().run(stopped.clone())));
@@ -84,6 +92,7 @@ impl Application {
             intake: dispatcher.intake(),
             publisher,
             triggers: crate::api::TriggerCache::default(),
+            tokens: crate::api::TokenCache::default(),
             schemas: crate::domain::schema::Schemas::default(),
         });
         let server = HttpServer::new(move || {

@@ -11,7 +11,7 @@ use super::AppState;
 use super::error::ApiError;
 use crate::domain::ids::ClientId;
 use crate::domain::scope::Scopes;
-use crate::store::clients;
+use crate::store::clients::Bearer;
 
 /// The API client a request's bearer token belongs to.
 #[derive(Debug, Clone)]
@@ -58,8 +58,8 @@ impl FromRequest for Principal {
                 )
             })?;
             let now = state.clock.now();
-            let found = state.store.run(move |conn| clients::authenticate(conn, &token, now)).await?;
-            let (client_id, scopes) = found.ok_or_else(|| {
+            let found = state.tokens.authenticate(&state.store, &token, now).await?;
+            let Bearer { client_id, scopes, .. } = found.ok_or_else(|| {
                 ApiError::Unauthorized(
                     "JWT validation failed: the token is invalid, expired or revoked".into(),
                 )

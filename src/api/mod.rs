@@ -16,6 +16,7 @@ mod publish;
 mod replay;
 mod subscriptions;
 mod telemetry;
+mod token_cache;
 mod trigger_cache;
 mod triggers;
 
@@ -33,6 +34,7 @@ use error::ApiError;
 
 /// Timestamps as SailPoint writes them: ISO-8601 UTC with milliseconds.
 pub use crate::domain::time::iso;
+pub use token_cache::TokenCache;
 pub use trigger_cache::TriggerCache;
 
 /// Deserialises a JSON body into a wire type; errors name the offending field.
@@ -93,6 +95,8 @@ pub struct AppState {
     pub publisher: Arc<crate::delivery::Publisher>,
     /// Triggers as publishing reads them.
     pub triggers: trigger_cache::TriggerCache,
+    /// Bearer tokens found valid, trusted until a client is revoked anywhere.
+    pub tokens: token_cache::TokenCache,
     /// Compiled trigger schemas, by trigger id and version.
     pub schemas: crate::domain::schema::Schemas,
 }

@@ -73,7 +73,8 @@ pub fn list(conn: &mut AnyConnection) -> Result<Vec<ApiClient>, StoreError> {
         .collect()
 }
 
-/// Revokes a client and every token it holds.
+/// Revokes a client and every token it holds, and tells every instance to stop trusting tokens
+/// it remembers ([`super::revisions`]).
 pub fn revoke(conn: &mut AnyConnection, id: &ClientId, now: NaiveDateTime) -> Result<(), StoreError> {
     write_transaction(conn, |conn| {
         let updated =
@@ -85,8 +86,10 @@ pub fn revoke(conn: &mut AnyConnection, id: &ClientId, now: NaiveDateTime) -> Re
             return if exists { Ok(()) } else { Err(StoreError::NotFound) };
         }
         diesel::delete(api_tokens::table.filter(api_tokens::client_id.eq(id.as_str()))).execute(conn)?;
-        Ok(())
-    })
+        super::revisions::clients_changed(conn)
+    })?;
+    super::revisions::note_clients_changed();
+    Ok(())
 }
 
 /// The active client whose id and secret match; `None` for any mismatch, without saying which.
@@ -135,24 +138,34 @@ pub fn issue_token(
     Ok(token)
 }
 
-/// The client and scopes behind a bearer token that is unexpired and whose client is active.
+/// Whom a bearer token stands for, and until when.
+#[derive(Debug, Clone)]
+pub struct Bearer {
+    pub client_id: ClientId,
+    pub scopes: Scopes,
+    pub expires_at: NaiveDateTime,
+}
+
+/// The client and scopes behind a bearer token (given by its hash) that is unexpired and whose
+/// client is active.
 pub fn authenticate(
     conn: &mut AnyConnection,
-    token: &str,
+    token_hash: &str,
     now: NaiveDateTime,
-) -> Result<Option<(ClientId, Scopes)>, StoreError> {
-    let found: Option<(String, String)> = api_tokens::table
+) -> Result<Option<Bearer>, StoreError> {
+    let found: Option<(String, String, NaiveDateTime)> = api_tokens::table
         .inner_join(api_clients::table)
-        .filter(api_tokens::token_hash.eq(secret::hash(token)))
+        .filter(api_tokens::token_hash.eq(token_hash))
         .filter(api_tokens::expires_at.gt(now))
         .filter(api_clients::revoked_at.is_null())
-        .select((api_tokens::client_id, api_tokens::scopes))
+        .select((api_tokens::client_id, api_tokens::scopes, api_tokens::expires_at))
         .first(conn)
         .optional()?;
     found
-        .map(|(id, scopes)| {
-            let id = id.parse().map_err(|e| StoreError::Corrupt(format!("api_tokens.client_id: {e}")))?;
-            Ok((id, Scopes::parse(&scopes).map_err(StoreError::Corrupt)?))
+        .map(|(id, scopes, expires_at)| {
+            let client_id =
+                id.parse().map_err(|e| StoreError::Corrupt(format!("api_tokens.client_id: {e}")))?;
+            Ok(Bearer { client_id, scopes: Scopes::parse(&scopes).map_err(StoreError::Corrupt)?, expires_at })
         })
         .transpose()
 }

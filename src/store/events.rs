@@ -9,6 +9,7 @@ use serde_json::Value;
 use super::idempotency::{self, Answered, IdempotencyKey, Recalled};
 use super::invocations::{InvocationRow, Lease, insert_rows};
 use super::queue::Claimed;
+use super::revisions::{self, Signal};
 use super::schema::{events, invocations};
 use super::{AnyConnection, StoreError, subscriptions, write_transaction};
 use crate::domain::event::{NewEvent, Recipient};
@@ -178,6 +179,10 @@ pub fn insert_events(
     insert_rows!(conn, events::table, event_rows);
     insert_rows!(conn, invocations::table, live_rows);
     insert_rows!(conn, invocations::table, held_rows);
+    if live_rows.iter().any(|r| r.lease_owner.is_none()) {
+        // Work no instance holds: wake every instance's claim loop, not only this one's.
+        revisions::notify(conn, Signal::Work)?;
+    }
     let mut created: Vec<Invocation> =
         live_rows.into_iter().map(InvocationRow::into_domain).collect::<Result<_, _>>()?;
     let mut leased = Vec::new();

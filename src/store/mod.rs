@@ -11,6 +11,7 @@ pub mod outcomes;
 pub mod queue;
 pub mod replays;
 pub mod responses;
+pub mod revisions;
 pub mod schedules;
 mod schema;
 pub mod subscriptions;

@@ -82,7 +82,7 @@ fn requeue(
             invocations::updated.eq(now),
         ))
         .execute(conn)?;
-    Ok(())
+    super::revisions::notify(conn, super::revisions::Signal::Work)
 }
 
 #[derive(Insertable)]

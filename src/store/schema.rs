@@ -172,6 +172,13 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    revisions (name) {
+        name -> Text,
+        value -> BigInt,
+    }
+}
+
 diesel::joinable!(invocations -> events (event_id));
 diesel::joinable!(attempts -> invocations (invocation_id));
 diesel::joinable!(replays -> invocations (invocation_id));
@@ -191,5 +198,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     idempotency_keys,
     replays,
     schedule_ticks,
-    instances
+    instances,
+    revisions
 );

@@ -85,7 +85,7 @@ fn a_database_from_before_the_engine_upgrade_keeps_its_invocations_attempts_and_
         conn.run_next_migration(source).unwrap();
     }
     conn.batch_execute(OLD_ROWS).unwrap();
-    assert_eq!(run_migrations(conn).unwrap(), 1, "the engine migration ran");
+    assert!(run_migrations(conn).unwrap() >= 1, "the engine migration and those after it ran");
 
     let delivered = "0190c0de-0000-7000-8000-000000000001".parse().unwrap();
     assert_eq!(invocations::get(conn, &delivered).unwrap().state, InvocationState::Delivered);

@@ -229,3 +229,40 @@ async fn health_needs_no_token() {
         if std::env::var("TEST_DATABASE_URL").is_ok_and(|u| !u.is_empty()) { "postgres" } else { "sqlite" };
     assert_eq!(ready["database"], backend);
 }
+
+#[actix_web::test]
+async fn a_token_remembered_by_the_server_is_refused_soon_after_the_cli_revokes_its_client() {
+    let app = TestApp::spawn().await;
+    let (id, secret) = app.create_client(&["sp:scopes:all"]);
+    let form = [
+        ("grant_type", "client_credentials"),
+        ("client_id", id.as_str()),
+        ("client_secret", secret.as_str()),
+    ];
+    let (_, body) = token_response(&app, app.http.post(app.url("/oauth/token")).form(&form)).await;
+    let token = body["access_token"].as_str().unwrap().to_owned();
+    for _ in 0..3 {
+        let ok = app.http.get(app.url("/triggers/v1")).bearer_auth(&token).send().await.unwrap();
+        assert_eq!(ok.status(), 200);
+    }
+    // Another process revokes the client, straight on the database.
+    let dir = tempfile::tempdir().unwrap();
+    let revoked = std::process::Command::new(env!("CARGO_BIN_EXE_hookgate"))
+        .args(["client", "revoke", &id])
+        .current_dir(dir.path())
+        .env("HOOKGATE_DATABASE_URL", app.db.url())
+        .env("HOOKGATE_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(revoked.status.success(), "{}", String::from_utf8_lossy(&revoked.stderr));
+    let since = std::time::Instant::now();
+    loop {
+        let status = app.http.get(app.url("/triggers/v1")).bearer_auth(&token).send().await.unwrap().status();
+        if status == 401 {
+            break;
+        }
+        assert_eq!(status, 200);
+        assert!(since.elapsed() < std::time::Duration::from_secs(2), "still accepted after 2 s");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}

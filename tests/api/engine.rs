@@ -214,3 +214,28 @@ async fn publishes_that_arrive_together_each_get_their_own_invocations_and_one_r
 fn app_is_pg(c: &mut hookgate::store::AnyConnection) -> bool {
     matches!(c, hookgate::store::AnyConnection::Postgresql(_))
 }
+
+#[actix_web::test]
+async fn on_postgres_work_published_by_one_instance_wakes_another_at_once() {
+    let publisher = TestApp::spawn_with(|s| s.workers = 0).await;
+    if publisher.store.backend() != hookgate::store::Backend::Postgres {
+        // SQLite has one process to tell, which its own publishes wake directly.
+        return;
+    }
+    // The delivering instance looks for work on its own once a minute: a delivery within
+    // seconds came through its listener.
+    let deliverer = TestApp::spawn_on(publisher.db.clone(), |s| {
+        s.workers = 1;
+        s.poll_interval = Duration::from_secs(60);
+    })
+    .await;
+    let sink = Sink::start();
+    publisher.subscribe_url(&sink.url("/h")).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let started = std::time::Instant::now();
+    publisher.publish("test:fire-and-forget", json!({"identityId": "a"})).await;
+    let got = sink.wait_for(1, Duration::from_secs(5)).await;
+    assert_eq!(got.len(), 1, "delivered by the other instance");
+    assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+    drop(deliverer);
+}
