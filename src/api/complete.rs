@@ -7,11 +7,12 @@ use serde_json::Value;
 use super::error::ApiError;
 use super::{AppState, iso, parse_body};
 use crate::domain::ids::InvocationId;
+use crate::domain::invocation::CompleteRefusal;
 use crate::domain::invocation::InvocationState;
 use crate::domain::schema::Side;
 use crate::domain::trigger::TriggerType;
 use crate::store::invocations as store_invocations;
-use crate::store::responses::{self, CompleteRefusal};
+use crate::store::responses;
 use crate::store::{self, StoreError};
 
 /// SailPoint's `CompleteInvocation`.

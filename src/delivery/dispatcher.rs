@@ -22,9 +22,10 @@ use super::signer::SigningKey;
 use crate::clock::SharedClock;
 use crate::config::Settings;
 use crate::domain::invocation::Attempt;
+use crate::domain::invocation::Next;
 use crate::domain::trigger::TriggerType;
 use crate::store::instances;
-use crate::store::outcomes::{Next, Outcome};
+use crate::store::outcomes::Outcome;
 use crate::store::queue::{self, Claimed};
 use crate::store::{Store, StoreError, subscriptions, triggers};
 

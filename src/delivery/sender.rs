@@ -15,10 +15,11 @@ use crate::clock::SharedClock;
 use crate::config::Settings;
 use crate::domain::event::Eligibility;
 use crate::domain::invocation::Attempt;
+use crate::domain::invocation::Next;
 use crate::domain::schema::{Schemas, Side};
 use crate::domain::subscription::{DispatchMode, HttpAuth, Subscription};
 use crate::domain::trigger::Trigger;
-use crate::store::outcomes::{Next, Outcome};
+use crate::store::outcomes::Outcome;
 use crate::store::queue::Claimed;
 
 /// The most of a subscriber's response body that is kept.

@@ -7,7 +7,7 @@ use super::schema::{attempts, events, invocations};
 use super::{AnyConnection, StoreError};
 use crate::domain::event::{NewEvent, Recipient};
 use crate::domain::ids::InvocationId;
-use crate::domain::invocation::{Attempt, Invocation, InvocationKind, InvocationState};
+use crate::domain::invocation::{Attempt, DeadReason, Invocation, InvocationKind, InvocationState};
 
 #[derive(Queryable, QueryableByName, Insertable)]
 #[diesel(table_name = invocations)]
@@ -34,6 +34,7 @@ pub(super) struct InvocationRow {
     pub success_status: Option<i32>,
     pub success_response: Option<String>,
     pub order_key: Option<String>,
+    pub dead_reason: Option<String>,
 }
 
 /// Who holds a new invocation: the instance it was handed to in memory, until when.
@@ -85,6 +86,7 @@ impl InvocationRow {
             success_status: None,
             success_response: None,
             order_key: recipient.order_key.clone(),
+            dead_reason: (state == InvocationState::Dead).then(|| DeadReason::Held.as_str().to_owned()),
         }
     }
 
@@ -108,6 +110,12 @@ impl InvocationRow {
             deliver_when_disabled: self.deliver_when_disabled,
             output: self.output,
             order_key: self.order_key,
+            dead_reason: match self.dead_reason {
+                Some(reason) => {
+                    Some(DeadReason::parse(&reason).ok_or_else(|| corrupt("dead_reason", &reason))?)
+                }
+                None => None,
+            },
         })
     }
 }

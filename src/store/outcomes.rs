@@ -16,22 +16,7 @@ use super::invocations::insert_rows;
 use super::schema::attempts;
 use super::{AnyConnection, StoreError, write_transaction};
 use crate::domain::ids::{InvocationId, SubscriptionId};
-use crate::domain::invocation::{Attempt, InvocationState};
-
-/// What happens to an invocation after an attempt.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Next {
-    Delivered,
-    /// Delivered, and the subscriber answered with this output (`REQUEST_RESPONSE`, SYNC or DYNAMIC).
-    Answered(String),
-    /// Acknowledged (`REQUEST_RESPONSE`, ASYNC or DYNAMIC): `complete` is due before this deadline.
-    Awaiting(NaiveDateTime),
-    RetryAt(NaiveDateTime),
-    Dead,
-    /// Not attempted: given back, due again at this time (its subscriber is too slow to take it
-    /// within the lease). The attempt it was claimed for is not counted.
-    Deferred(NaiveDateTime),
-}
+use crate::domain::invocation::{Attempt, DeadReason, Next};
 
 /// The outcome of one attempt, to be recorded.
 #[derive(Debug, Clone)]
@@ -46,7 +31,7 @@ pub struct Outcome {
 impl Outcome {
     /// A success is kept on the invocation; a failure gets its own row in `attempts`.
     fn failed(&self) -> bool {
-        matches!(self.next, Next::RetryAt(_) | Next::Dead)
+        self.next.is_failure()
     }
 }
 
@@ -60,27 +45,22 @@ struct Change<'a> {
     completed: Option<NaiveDateTime>,
     output: Option<&'a str>,
     success: Option<&'a Attempt>,
+    dead_reason: Option<&'static str>,
 }
 
 impl<'a> Change<'a> {
     fn of(o: &'a Outcome, now: NaiveDateTime) -> Self {
-        let (state, next_attempt_at, completed, output) = match &o.next {
-            Next::Delivered => (InvocationState::Delivered, now, Some(now), None),
-            Next::Answered(output) => (InvocationState::Delivered, now, Some(now), Some(output.as_str())),
-            Next::Awaiting(deadline) => (InvocationState::Awaiting, *deadline, None, None),
-            Next::RetryAt(at) | Next::Deferred(at) => (InvocationState::Pending, *at, None, None),
-            Next::Dead => (InvocationState::Dead, now, Some(now), None),
-        };
-        let deferred = matches!(o.next, Next::Deferred(_));
+        let settled = o.next.settle(now);
         Self {
             id: o.invocation.as_str(),
-            state: state.as_str(),
-            attempts: if deferred { o.attempt.attempt - 1 } else { o.attempt.attempt },
-            next_attempt_at,
-            last_error: if o.failed() { last_error(&o.attempt) } else { None },
-            completed,
-            output,
-            success: (!o.failed() && !deferred).then_some(&o.attempt),
+            state: settled.state.as_str(),
+            attempts: if settled.attempted { o.attempt.attempt } else { o.attempt.attempt - 1 },
+            next_attempt_at: settled.due,
+            last_error: if settled.failed { last_error(&o.attempt) } else { None },
+            completed: settled.completed,
+            output: settled.output,
+            success: (settled.attempted && !settled.failed).then_some(&o.attempt),
+            dead_reason: settled.dead_reason.map(DeadReason::as_str),
         }
     }
 }
@@ -93,10 +73,10 @@ fn chunk_size(n: usize) -> usize {
     CHUNK_SIZES.into_iter().find(|&s| s >= n).unwrap_or(CHUNK_SIZES[CHUNK_SIZES.len() - 1])
 }
 
-const CHANGE_COLUMNS: usize = 11;
+const CHANGE_COLUMNS: usize = 12;
 
 /// The columns an outcome sets, in the order of a row of changes.
-const SET_COLUMNS: [&str; 10] = [
+const SET_COLUMNS: [&str; 11] = [
     "state",
     "attempts",
     "next_attempt_at",
@@ -107,6 +87,7 @@ const SET_COLUMNS: [&str; 10] = [
     "success_duration_ms",
     "success_status",
     "success_response",
+    "dead_reason",
 ];
 
 /// The `SET` list, each column from `v.{name(i)}` (the change's column `i`, id being column 1).
@@ -139,7 +120,7 @@ fn build_sqlite_update_sql(rows: usize) -> String {
 }
 
 /// PostgreSQL's batch update: one array per column, `unnest`ed into rows, so one statement of
-/// 13 parameters takes a batch of any size. Rows are joined on the primary key only. A
+/// 14 parameters takes a batch of any size. Rows are joined on the primary key only. A
 /// `state = 'IN_FLIGHT'` test would let the planner, misled by a young table's missing
 /// statistics, scan every leased row through `invocations_leased` for each batch; it is not
 /// needed, since only an invocation in flight has a `lease_owner` (every other transition clears
@@ -152,8 +133,8 @@ fn pg_update_sql() -> &'static str {
         format!(
             "UPDATE invocations SET {}, lease_owner = NULL, lease_expires_at = NULL, updated = $1 FROM \
              unnest($2::text[], $3::text[], $4::int4[], $5::timestamp[], $6::text[], $7::timestamp[], \
-             $8::text[], $9::timestamp[], $10::int4[], $11::int4[], $12::text[]) AS v ({}) \
-             WHERE invocations.id = v.id AND invocations.lease_owner = $13",
+             $8::text[], $9::timestamp[], $10::int4[], $11::int4[], $12::text[], $13::text[]) AS v ({}) \
+             WHERE invocations.id = v.id AND invocations.lease_owner = $14",
             set_list(|c| names[c - 1].to_owned()),
             names.join(", ")
         )
@@ -188,6 +169,7 @@ fn pg_update(
         .bind::<Array<Nullable<Text>>, _>(
             changes.iter().map(|c| c.success.and_then(|a| a.response.as_deref())).collect::<Vec<_>>(),
         )
+        .bind::<Array<Nullable<Text>>, _>(changes.iter().map(|c| c.dead_reason).collect::<Vec<_>>())
         .bind::<Text, _>(owner)
         .execute(conn)?;
     Ok(())
@@ -220,7 +202,8 @@ fn sqlite_update(
                 .bind::<Nullable<Timestamp>, _>(c.success.map(|a| a.started))
                 .bind::<Nullable<Integer>, _>(c.success.map(|a| a.duration_ms))
                 .bind::<Nullable<Integer>, _>(c.success.and_then(|a| a.status))
-                .bind::<Nullable<Text>, _>(c.success.and_then(|a| a.response.as_deref()));
+                .bind::<Nullable<Text>, _>(c.success.and_then(|a| a.response.as_deref()))
+                .bind::<Nullable<Text>, _>(c.dead_reason);
         }
         q.bind::<Text, _>(owner).execute(conn)?;
     }
@@ -302,10 +285,10 @@ mod tests {
     #[test]
     fn the_batch_updates_name_their_columns_and_number_their_parameters() {
         let sqlite = build_sqlite_update_sql(2);
-        assert!(sqlite.contains("state = v.column2,") && sqlite.contains("success_response = v.column11,"));
+        assert!(sqlite.contains("state = v.column2,") && sqlite.contains("dead_reason = v.column12,"));
         assert_eq!(sqlite.matches('?').count(), 2 * CHANGE_COLUMNS + 2, "{sqlite}");
         let pg = pg_update_sql();
         assert!(pg.contains("state = v.state,") && pg.contains("AS v (id, state, attempts,"), "{pg}");
-        assert!(pg.ends_with("lease_owner = $13"), "{pg}");
+        assert!(pg.ends_with("lease_owner = $14"), "{pg}");
     }
 }

@@ -15,7 +15,7 @@ use diesel::sql_types::{BigInt, Text, Timestamp};
 use super::invocations::InvocationRow;
 use super::schema::{events, invocations};
 use super::{AnyConnection, StoreError, write_transaction};
-use crate::domain::invocation::{Invocation, InvocationState};
+use crate::domain::invocation::{DEADLINE_PASSED, DeadReason, Invocation, InvocationState};
 
 /// An invocation this instance holds under its lease, with the bytes to deliver.
 #[derive(Debug, Clone)]
@@ -172,9 +172,6 @@ pub fn release(conn: &mut AnyConnection, owner: &str, now: NaiveDateTime) -> Res
     .execute(conn)?)
 }
 
-/// Why an awaiting invocation failed when its response deadline passed.
-pub const DEADLINE_PASSED: &str = "no complete callback arrived before the response deadline";
-
 /// Fails every awaiting invocation whose response deadline has passed; returns how many.
 pub fn expire_overdue(conn: &mut AnyConnection, now: NaiveDateTime) -> Result<usize, StoreError> {
     Ok(diesel::update(
@@ -185,6 +182,7 @@ pub fn expire_overdue(conn: &mut AnyConnection, now: NaiveDateTime) -> Result<us
     .set((
         invocations::state.eq(InvocationState::Dead.as_str()),
         invocations::last_error.eq(DEADLINE_PASSED),
+        invocations::dead_reason.eq(DeadReason::DeadlinePassed.as_str()),
         invocations::completed.eq(Some(now)),
         invocations::updated.eq(now),
     ))

@@ -79,6 +79,7 @@ fn requeue(
             invocations::success_duration_ms.eq(None::<i32>),
             invocations::success_status.eq(None::<i32>),
             invocations::success_response.eq(None::<String>),
+            invocations::dead_reason.eq(None::<String>),
             invocations::updated.eq(now),
         ))
         .execute(conn)?;

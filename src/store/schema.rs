@@ -119,6 +119,7 @@ diesel::table! {
         success_status -> Nullable<Integer>,
         success_response -> Nullable<Text>,
         order_key -> Nullable<Text>,
+        dead_reason -> Nullable<Text>,
     }
 }
 

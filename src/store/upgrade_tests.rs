@@ -9,7 +9,7 @@ use diesel_migrations::MigrationHarness as _;
 use super::connection::{AnyConnection, POSTGRES_MIGRATIONS, SQLITE_MIGRATIONS, open_pool, run_migrations};
 use super::idempotency::{self, IdempotencyKey, Recalled};
 use super::{invocations, queue};
-use crate::domain::invocation::InvocationState;
+use crate::domain::invocation::{CompleteRefusal, Completing, DeadReason, InvocationState};
 
 /// A database for one test: a SQLite file, or a fresh schema on `TEST_DATABASE_URL`, removed
 /// when dropped.
@@ -64,6 +64,12 @@ INSERT INTO invocations (id, event_id, subscription_id, trigger_id, kind, state,
   VALUES ('0190c0de-0000-7000-8000-000000000002', 'ev1', '0190c0de-0000-7000-8000-0000000000bb',
   'test:fire-and-forget', 'REAL_TIME', 'PENDING', 1, '2026-11-30 10:00:05', 's2',
   '2026-11-30 10:00:00', '2026-11-30 10:00:01', FALSE);
+INSERT INTO invocations (id, event_id, subscription_id, trigger_id, kind, state, attempts, next_attempt_at,
+  secret, last_error, created, updated, completed, deliver_when_disabled)
+  VALUES ('0190c0de-0000-7000-8000-000000000003', 'ev1', '0190c0de-0000-7000-8000-0000000000cc',
+  'test:fire-and-forget', 'REAL_TIME', 'DEAD', 1, '2026-11-30 10:00:30', 's3',
+  'no complete callback arrived before the response deadline', '2026-11-30 10:00:00',
+  '2026-11-30 10:00:30', '2026-11-30 10:00:30', FALSE);
 INSERT INTO attempts (id, invocation_id, attempt, started, duration_ms, status)
   VALUES ('at1', '0190c0de-0000-7000-8000-000000000001', 1, '2026-11-30 10:00:00', 12, 200);
 INSERT INTO idempotency_keys (key, request_hash, response, created, expires_at)
@@ -72,7 +78,7 @@ INSERT INTO idempotency_keys (key, request_hash, response, created, expires_at)
 ";
 
 #[test]
-fn a_database_from_before_the_engine_upgrade_keeps_its_invocations_attempts_and_keys() {
+fn a_database_from_before_the_engine_upgrade_keeps_its_invocations_attempts_keys_and_reasons() {
     let (url, _scratch) = Scratch::new();
     let (pool, _) = open_pool(&url, 1, Duration::from_secs(10)).unwrap();
     let mut pooled = pool.get().unwrap();
@@ -98,6 +104,12 @@ fn a_database_from_before_the_engine_upgrade_keeps_its_invocations_attempts_and_
     assert_eq!(claimed.len(), 1, "the pending invocation is found through the new index");
     assert_eq!(claimed[0].invocation.attempts, 2);
     assert_eq!(&*claimed[0].payload, "{\"a\":1}");
+
+    let expired = "0190c0de-0000-7000-8000-000000000003".parse().unwrap();
+    let expired = invocations::get(conn, &expired).unwrap();
+    assert_eq!(expired.dead_reason, Some(DeadReason::DeadlinePassed), "the reason is read off the old text");
+    let at = "2026-11-30T10:00:30".parse().unwrap();
+    assert_eq!(expired.completing(now), Completing::Refused(CompleteRefusal::PastDeadline(at)));
 
     let key = IdempotencyKey { key: "k1".into(), request_hash: "h1".into(), ttl: Duration::from_secs(60) };
     let Recalled::SameBody(body) = idempotency::recall(conn, &key, now).unwrap() else {

@@ -65,7 +65,7 @@ async fn work_beyond_the_room_in_memory_waits_in_the_database_and_is_still_deliv
     .await;
     let sink = Sink::start();
     app.subscribe_url(&sink.url("/h")).await;
-    // Room for 4 in memory: a batch of 30 is stored pending and claimed as room comes back.
+    // Room for 16 in memory: a batch of 30 is stored pending beyond it and claimed as room comes back.
     let published: Value = app.post("/trigger-invocations/v1/start", &batch(30)).await.json().await.unwrap();
     let expected: BTreeSet<String> =
         published.as_array().unwrap().iter().map(|e| e[0]["id"].as_str().unwrap().to_owned()).collect();

@@ -5,8 +5,9 @@ use std::time::Duration;
 
 use chrono::TimeDelta;
 use hookgate::domain::invocation::InvocationState;
+use hookgate::domain::invocation::{DEADLINE_PASSED, Next};
 use hookgate::store::invocations;
-use hookgate::store::outcomes::{self, Next, Outcome};
+use hookgate::store::outcomes::{self, Outcome};
 use hookgate::store::queue;
 use serde_json::{Value, json};
 
@@ -216,7 +217,7 @@ async fn past_the_response_deadline_an_invocation_fails_on_its_own() {
     app.drain().await;
     let got = detail(&app, id).await;
     assert_eq!(got["state"], "DEAD");
-    assert_eq!(got["lastError"], queue::DEADLINE_PASSED);
+    assert_eq!(got["lastError"], DEADLINE_PASSED);
     let dead: Value = app.get("/dead-letters/v1").await.json().await.unwrap();
     assert_eq!(dead[0]["id"], id, "an expired invocation is a dead letter");
     let late =

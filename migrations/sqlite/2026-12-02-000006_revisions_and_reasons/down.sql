@@ -1,0 +1,2 @@
+ALTER TABLE invocations DROP COLUMN dead_reason;
+DROP TABLE revisions;
