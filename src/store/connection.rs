@@ -124,7 +124,7 @@ impl Manager {
 /// background ([`checkpoint`]), not on a committing request.
 const SQLITE_CONNECTION_PRAGMAS: &str = "PRAGMA busy_timeout = 10000; PRAGMA synchronous = NORMAL; \
      PRAGMA foreign_keys = ON; PRAGMA cache_size = -8192; PRAGMA mmap_size = 0; \
-     PRAGMA wal_autocheckpoint = 0;";
+     PRAGMA wal_autocheckpoint = 0; PRAGMA temp_store = MEMORY;";
 
 /// Copies what the WAL holds back into the database file without waiting for readers or the
 /// writer; the next commit after a complete pass starts the WAL over, and `journal_size_limit`
