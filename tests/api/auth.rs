@@ -234,12 +234,8 @@ async fn health_needs_no_token() {
 async fn a_token_remembered_by_the_server_is_refused_soon_after_the_cli_revokes_its_client() {
     let app = TestApp::spawn().await;
     let (id, secret) = app.create_client(&["sp:scopes:all"]);
-    let form = [
-        ("grant_type", "client_credentials"),
-        ("client_id", id.as_str()),
-        ("client_secret", secret.as_str()),
-    ];
-    let (_, body) = token_response(&app, app.http.post(app.url("/oauth/token")).form(&form)).await;
+    let login = app.http.post(app.url("/oauth/token")).basic_auth(&id, Some(&secret));
+    let (_, body) = token_response(&app, login.form(&[("grant_type", "client_credentials")])).await;
     let token = body["access_token"].as_str().unwrap().to_owned();
     for _ in 0..3 {
         let ok = app.http.get(app.url("/triggers/v1")).bearer_auth(&token).send().await.unwrap();
