@@ -73,14 +73,8 @@ impl Application {
         }
         let publisher = Arc::new(Publisher::new(store.clone(), dispatcher.intake()));
         workers.push(actix_web::rt::spawn(publisher.clone().run(stopped.clone())));
-        let (watcher, intake) = (store.clone(), dispatcher.intake());
-        let heard = move |signal| {
-            if signal == store::revisions::Signal::Work {
-                intake.wake();
-            }
-        };
-        let stop = stopped.clone();
-        workers.push(actix_web::rt::spawn(async move { watcher.watch(heard, stop).await }));
+        let (watcher, intake, stop) = (store.clone(), dispatcher.intake(), stopped.clone());
+        workers.push(actix_web::rt::spawn(async move { watcher.watch(move || intake.wake(), stop).await }));
         let scheduler = Arc::new(Scheduler::new(store.clone(), clock.clone(), dispatcher.intake()));
         if settings.scheduler {
             workers.push(actix_web::rt::spawn(scheduler.clone().run(stopped.clone())));

@@ -12,10 +12,10 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 use super::Shutdown;
 use super::intake::{Intake, Reservation};
 use crate::domain::invocation::Invocation;
-use crate::store::events::{self, Draft, Published};
+use crate::store::events::{self, Draft, Offer, Published};
 use crate::store::idempotency::IdempotencyKey;
 use crate::store::queue::Claimed;
-use crate::store::{Store, StoreError};
+use crate::store::{AnyConnection, Store, StoreError};
 
 /// The most publish requests, and events, one transaction takes.
 const MAX_REQUESTS: usize = 256;
@@ -79,16 +79,8 @@ impl Publisher {
         key: IdempotencyKey,
         now: NaiveDateTime,
     ) -> Result<Published, StoreError> {
-        let intake = self.intake.clone();
         let (published, leased, room) = self
-            .store
-            .write(move |c| {
-                let mut room = None;
-                let mut offer = offer(&intake, now, &mut room);
-                let (published, leased) = events::publish(c, &drafts, Some(&key), now, &mut offer)?;
-                drop(offer);
-                Ok((published, leased, room))
-            })
+            .write_offered(now, move |c, offer| events::publish_keyed(c, &drafts, &key, now, offer))
             .await?;
         if matches!(published, Published::Created(_)) {
             self.hand_off(room, leased);
@@ -164,19 +156,39 @@ impl Publisher {
         requests: Arc<Vec<Vec<Draft>>>,
         now: NaiveDateTime,
     ) -> Result<Vec<Vec<Vec<Invocation>>>, StoreError> {
-        let intake = self.intake.clone();
         let (lists, leased, room) = self
-            .store
-            .write(move |c| {
-                let mut room = None;
-                let mut offer = offer(&intake, now, &mut room);
-                let (lists, leased) = events::publish_together(c, &requests, now, &mut offer)?;
-                drop(offer);
-                Ok((lists, leased, room))
-            })
+            .write_offered(now, move |c, offer| events::publish_together(c, &requests, now, offer))
             .await?;
         self.hand_off(room, leased);
         Ok(lists)
+    }
+
+    /// Runs `publish` in a write transaction, offering it room from the intake; returns what it
+    /// returned, with the reservation taken for what it created in flight.
+    async fn write_offered<T, F>(
+        &self,
+        now: NaiveDateTime,
+        publish: F,
+    ) -> Result<(T, Vec<Claimed>, Option<Reservation>), StoreError>
+    where
+        F: FnOnce(&mut AnyConnection, &mut Offer<'_>) -> Result<(T, Vec<Claimed>), StoreError>
+            + Send
+            + 'static,
+        T: Send + 'static,
+    {
+        let intake = self.intake.clone();
+        self.store
+            .write(move |c| {
+                let mut room = None;
+                let mut offer = |count| {
+                    let (reservation, lease) = intake.reserve(count, now)?;
+                    room = Some(reservation);
+                    Some(lease)
+                };
+                let (out, leased) = publish(c, &mut offer)?;
+                Ok((out, leased, room))
+            })
+            .await
     }
 
     fn hand_off(&self, room: Option<Reservation>, leased: Vec<Claimed>) {
@@ -184,20 +196,6 @@ impl Publisher {
             Some(room) if !leased.is_empty() => self.intake.hand_off(room, leased),
             _ => self.intake.wake(),
         }
-    }
-}
-
-/// Asks the intake for room for the invocations a transaction is about to create; the
-/// reservation is kept in `room` for the hand-off after the commit.
-fn offer<'a>(
-    intake: &'a Intake,
-    now: NaiveDateTime,
-    room: &'a mut Option<Reservation>,
-) -> impl FnMut(usize) -> Option<crate::store::invocations::Lease> + 'a {
-    move |count| {
-        let (reservation, lease) = intake.reserve(count, now)?;
-        *room = Some(reservation);
-        Some(lease)
     }
 }
 

@@ -44,33 +44,29 @@ pub enum Published {
 /// flight, handed over in memory); `None` leaves them pending for any instance to claim.
 pub type Offer<'a> = dyn FnMut(usize) -> Option<Lease> + 'a;
 
-/// Publishes `drafts` (real-time events) under an optional `Idempotency-Key`, in the caller's write
+/// Publishes `drafts` (real-time events) under an `Idempotency-Key`, in the caller's write
 /// transaction. Also returns the invocations created under the offered lease, with their payload,
 /// for the caller to hand to its dispatcher.
-pub fn publish(
+pub fn publish_keyed(
     conn: &mut AnyConnection,
     drafts: &[Draft],
-    key: Option<&IdempotencyKey>,
+    key: &IdempotencyKey,
     now: NaiveDateTime,
     offer: &mut Offer<'_>,
 ) -> Result<(Published, Vec<Claimed>), StoreError> {
-    if let Some(key) = key {
-        match idempotency::recall(conn, key, now)? {
-            Recalled::Same(answered) => {
-                return Ok((Published::Replayed(read_back(conn, &answered)?), Vec::new()));
-            }
-            Recalled::SameBody(body) => return Ok((Published::ReplayedBody(body), Vec::new())),
-            Recalled::Different => return Ok((Published::KeyReused, Vec::new())),
-            Recalled::Unknown => {}
+    match idempotency::recall(conn, key, now)? {
+        Recalled::Same(answered) => {
+            return Ok((Published::Replayed(read_back(conn, &answered)?), Vec::new()));
         }
+        Recalled::SameBody(body) => return Ok((Published::ReplayedBody(body), Vec::new())),
+        Recalled::Different => return Ok((Published::KeyReused, Vec::new())),
+        Recalled::Unknown => {}
     }
     let (invocations, leased) = create(conn, drafts.iter(), now, offer)?;
-    if let Some(key) = key {
-        let answered = Answered {
-            events: invocations.iter().map(|l| l.iter().map(|i| i.id.to_string()).collect()).collect(),
-        };
-        idempotency::remember(conn, key, &answered, now)?;
-    }
+    let answered = Answered {
+        events: invocations.iter().map(|l| l.iter().map(|i| i.id.to_string()).collect()).collect(),
+    };
+    idempotency::remember(conn, key, &answered, now)?;
     Ok((Published::Created(invocations), leased))
 }
 

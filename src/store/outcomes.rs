@@ -73,27 +73,31 @@ fn chunk_size(n: usize) -> usize {
     CHUNK_SIZES.into_iter().find(|&s| s >= n).unwrap_or(CHUNK_SIZES[CHUNK_SIZES.len() - 1])
 }
 
-const CHANGE_COLUMNS: usize = 12;
-
-/// The columns an outcome sets, in the order of a row of changes.
-const SET_COLUMNS: [&str; 11] = [
-    "state",
-    "attempts",
-    "next_attempt_at",
-    "last_error",
-    "completed",
-    "output",
-    "success_started",
-    "success_duration_ms",
-    "success_status",
-    "success_response",
-    "dead_reason",
+/// The columns of a row of changes, in order, with their PostgreSQL types: the invocation's id,
+/// then what an outcome sets.
+const CHANGE_COLUMNS: [(&str, &str); 12] = [
+    ("id", "text"),
+    ("state", "text"),
+    ("attempts", "int4"),
+    ("next_attempt_at", "timestamp"),
+    ("last_error", "text"),
+    ("completed", "timestamp"),
+    ("output", "text"),
+    ("success_started", "timestamp"),
+    ("success_duration_ms", "int4"),
+    ("success_status", "int4"),
+    ("success_response", "text"),
+    ("dead_reason", "text"),
 ];
 
-/// The `SET` list, each column from `v.{name(i)}` (the change's column `i`, id being column 1).
+/// The `SET` list, each column from `v.{name(i)}`, `i` counting the change's columns from 1.
 fn set_list(name: impl Fn(usize) -> String) -> String {
-    let sets: Vec<String> =
-        SET_COLUMNS.iter().enumerate().map(|(i, column)| format!("{column} = v.{}", name(i + 2))).collect();
+    let sets: Vec<String> = CHANGE_COLUMNS
+        .iter()
+        .enumerate()
+        .skip(1)
+        .map(|(i, (column, _))| format!("{column} = v.{}", name(i + 1)))
+        .collect();
     sets.join(", ")
 }
 
@@ -109,7 +113,7 @@ fn sqlite_update_sql(rows: usize) -> &'static str {
 
 fn build_sqlite_update_sql(rows: usize) -> String {
     // SQLite names the columns of a VALUES list column1, column2, …
-    let row = format!("({})", ["?"; CHANGE_COLUMNS].join(", "));
+    let row = format!("({})", ["?"; CHANGE_COLUMNS.len()].join(", "));
     format!(
         "UPDATE invocations SET {}, lease_owner = NULL, lease_expires_at = NULL, updated = ? FROM \
          (VALUES {}) AS v WHERE invocations.id = v.column1 AND invocations.state = 'IN_FLIGHT' \
@@ -129,14 +133,17 @@ fn build_sqlite_update_sql(rows: usize) -> String {
 fn pg_update_sql() -> &'static str {
     static BUILT: OnceLock<String> = OnceLock::new();
     BUILT.get_or_init(|| {
-        let names: Vec<&str> = std::iter::once("id").chain(SET_COLUMNS).collect();
+        // $1 is `updated`; the arrays follow, then the owner.
+        let arrays: Vec<String> =
+            CHANGE_COLUMNS.iter().enumerate().map(|(i, (_, ty))| format!("${}::{ty}[]", i + 2)).collect();
+        let names: Vec<&str> = CHANGE_COLUMNS.iter().map(|(name, _)| *name).collect();
         format!(
             "UPDATE invocations SET {}, lease_owner = NULL, lease_expires_at = NULL, updated = $1 FROM \
-             unnest($2::text[], $3::text[], $4::int4[], $5::timestamp[], $6::text[], $7::timestamp[], \
-             $8::text[], $9::timestamp[], $10::int4[], $11::int4[], $12::text[], $13::text[]) AS v ({}) \
-             WHERE invocations.id = v.id AND invocations.lease_owner = $14",
+             unnest({}) AS v ({}) WHERE invocations.id = v.id AND invocations.lease_owner = ${}",
             set_list(|c| names[c - 1].to_owned()),
-            names.join(", ")
+            arrays.join(", "),
+            names.join(", "),
+            CHANGE_COLUMNS.len() + 2
         )
     })
 }
@@ -286,7 +293,7 @@ mod tests {
     fn the_batch_updates_name_their_columns_and_number_their_parameters() {
         let sqlite = build_sqlite_update_sql(2);
         assert!(sqlite.contains("state = v.column2,") && sqlite.contains("dead_reason = v.column12,"));
-        assert_eq!(sqlite.matches('?').count(), 2 * CHANGE_COLUMNS + 2, "{sqlite}");
+        assert_eq!(sqlite.matches('?').count(), 2 * CHANGE_COLUMNS.len() + 2, "{sqlite}");
         let pg = pg_update_sql();
         assert!(pg.contains("state = v.state,") && pg.contains("AS v (id, state, attempts,"), "{pg}");
         assert!(pg.ends_with("lease_owner = $14"), "{pg}");

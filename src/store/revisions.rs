@@ -96,23 +96,23 @@ const LISTEN_EVERY: Duration = Duration::from_millis(5);
 
 impl Store {
     /// Until `stop`, reads the counters a few times a second and, on PostgreSQL, listens for
-    /// notifications; `heard` is told of each change and of published work.
+    /// notifications; `on_work` is called when another instance stored work no one holds.
     pub async fn watch(
         &self,
-        heard: impl Fn(Signal) + Send + Sync + 'static,
+        on_work: impl Fn() + Send + 'static,
         mut stop: tokio::sync::watch::Receiver<bool>,
     ) {
-        let heard = std::sync::Arc::new(heard);
         let listener = (self.backend() == Backend::Postgres).then(|| {
-            let (heard, stop, url) = (heard.clone(), stop.clone(), self.url.clone());
-            std::thread::Builder::new().name("pg-listener".into()).spawn(move || listen(&url, &*heard, &stop))
+            let (stop, url) = (stop.clone(), self.url.clone());
+            std::thread::Builder::new()
+                .name("pg-listener".into())
+                .spawn(move || listen(&url, &on_work, &stop))
         });
         let mut known = None;
-        while !*stop.borrow() {
+        while !over(&stop) {
             match self.run(clients_revision).await {
                 Ok(now) if known.is_some_and(|k| k != now) => {
                     note_clients_changed();
-                    heard(Signal::Clients);
                     known = Some(now);
                 }
                 Ok(now) => known = Some(now),
@@ -135,7 +135,7 @@ fn over(stop: &tokio::sync::watch::Receiver<bool>) -> bool {
 }
 
 /// Listens on a connection of its own until `stop`, connecting again after a failure.
-fn listen(url: &str, heard: &(dyn Fn(Signal) + Send + Sync), stop: &tokio::sync::watch::Receiver<bool>) {
+fn listen(url: &str, on_work: &dyn Fn(), stop: &tokio::sync::watch::Receiver<bool>) {
     while !over(stop) {
         let connected = diesel::PgConnection::establish(url).map_err(|e| e.to_string()).and_then(|mut c| {
             let schema = diesel::select(diesel::dsl::sql::<diesel::sql_types::Text>("current_schema()"))
@@ -153,18 +153,14 @@ fn listen(url: &str, heard: &(dyn Fn(Signal) + Send + Sync), stop: &tokio::sync:
             }
         };
         // Whatever was missed while not listening: look again.
-        heard(Signal::Work);
+        on_work();
         note_clients_changed();
-        heard(Signal::Clients);
         'listening: while !over(stop) {
             for notification in conn.notifications_iter() {
                 match notification {
                     Ok(n) => match Signal::parse(&n.payload) {
-                        Some(Signal::Clients) => {
-                            note_clients_changed();
-                            heard(Signal::Clients);
-                        }
-                        Some(signal) => heard(signal),
+                        Some(Signal::Clients) => note_clients_changed(),
+                        Some(Signal::Work) => on_work(),
                         None => {}
                     },
                     Err(e) => {
