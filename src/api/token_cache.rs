@@ -12,7 +12,8 @@ use chrono::NaiveDateTime;
 
 use crate::domain::secret;
 use crate::store::clients::{self, Bearer};
-use crate::store::{Store, StoreError, revisions};
+use crate::store::revisions::Cached;
+use crate::store::{Store, StoreError};
 
 /// The longest a token is trusted from memory.
 const TRUST_FOR: Duration = Duration::from_secs(60);
@@ -47,7 +48,7 @@ impl TokenCache {
         now: NaiveDateTime,
     ) -> Result<Option<Bearer>, StoreError> {
         let hash = secret::hash(token);
-        let seen = revisions::clients_seen();
+        let seen = store.seen(Cached::Clients);
         if let Some(known) = self.lock().get(&hash)
             && known.seen == seen
             && known.bearer.expires_at > now

@@ -1,5 +1,6 @@
-//! Triggers as publishing reads them: each kept for half a second, and all forgotten at once
-//! when this instance changes one. Another instance's change is seen within that half second.
+//! Triggers as publishing reads them: each kept while no trigger has changed anywhere
+//! ([`crate::store::revisions`]: at once for a change made by this instance, within a quarter
+//! second for one made elsewhere), and for a minute at most.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -7,35 +8,48 @@ use std::time::{Duration, Instant};
 
 use crate::domain::ids::TriggerId;
 use crate::domain::trigger::Trigger;
+use crate::store::revisions::Cached;
 use crate::store::{self, Store, StoreError};
 
-const FRESH_FOR: Duration = Duration::from_millis(500);
+/// The longest a trigger is trusted from memory.
+const KEEP_FOR: Duration = Duration::from_secs(60);
 
-#[derive(Debug, Default)]
+struct Kept {
+    trigger: Arc<Trigger>,
+    /// The count of trigger changes when it was read.
+    seen: u64,
+    read: Instant,
+}
+
+#[derive(Default)]
 pub struct TriggerCache {
-    entries: Mutex<HashMap<String, (Arc<Trigger>, Instant)>>,
+    kept: Mutex<HashMap<String, Kept>>,
+}
+
+impl std::fmt::Debug for TriggerCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TriggerCache")
+    }
 }
 
 impl TriggerCache {
     /// The trigger, from memory while fresh, else from the database.
     pub async fn get(&self, store: &Store, id: &TriggerId) -> Result<Arc<Trigger>, StoreError> {
-        if let Some((trigger, read)) = self.lock().get(id.as_str())
-            && read.elapsed() < FRESH_FOR
+        let seen = store.seen(Cached::Triggers);
+        if let Some(kept) = self.lock().get(id.as_str())
+            && kept.seen == seen
+            && kept.read.elapsed() < KEEP_FOR
         {
-            return Ok(trigger.clone());
+            return Ok(kept.trigger.clone());
         }
         let wanted = id.clone();
         let trigger = Arc::new(store.run(move |c| store::triggers::get(c, &wanted)).await?);
-        self.lock().insert(id.to_string(), (trigger.clone(), Instant::now()));
+        let kept = Kept { trigger: trigger.clone(), seen, read: Instant::now() };
+        self.lock().insert(id.to_string(), kept);
         Ok(trigger)
     }
 
-    /// Forgets every trigger (this instance changed one).
-    pub fn forget(&self) {
-        self.lock().clear();
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Arc<Trigger>, Instant)>> {
-        self.entries.lock().unwrap_or_else(PoisonError::into_inner)
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Kept>> {
+        self.kept.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }

@@ -184,7 +184,6 @@ pub async fn get(
     let id = parse_id(&id)?;
     let label = id.to_string();
     let trigger = state.store.run(move |c| store::triggers::get(c, &id)).await;
-    state.triggers.forget();
     let trigger = trigger.or_not_found(|| format!("trigger '{label}'"))?;
     Ok(HttpResponse::Ok().json(TriggerOut::from(trigger)))
 }
@@ -204,7 +203,6 @@ pub async fn create(
     let now = state.clock.now();
     let label = spec.id.to_string();
     let created = state.store.run(move |c| store::triggers::insert(c, &spec, now)).await;
-    state.triggers.forget();
     let trigger = created.map_err(|e| match e {
         store::StoreError::Conflict(_) => ApiError::Conflict(format!("trigger '{label}' already exists")),
         other => other.into(),
@@ -232,7 +230,6 @@ async fn update_with(
             })
         })
         .await;
-    state.triggers.forget();
     let trigger = trigger.or_not_found(|| format!("trigger '{label}'"))?;
     Ok(HttpResponse::Ok().json(TriggerOut::from(trigger)))
 }
@@ -275,7 +272,6 @@ pub async fn delete(
     let id = parse_id(&id)?;
     let label = id.to_string();
     let deleted = state.store.run(move |c| store::triggers::delete(c, &id)).await;
-    state.triggers.forget();
     deleted.or_not_found(|| format!("trigger '{label}'"))?;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -4,7 +4,6 @@
 //! to be recorded. No transaction or pooled connection is held across an HTTP request; work whose
 //! lease expires (an instance that died) is claimed again.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -17,23 +16,19 @@ use tokio::sync::{mpsc, watch};
 use super::intake::Intake;
 use super::lanes::Lanes;
 use super::recorder;
-use super::sender::{Sender, Target};
-use super::signer::SigningKey;
+use super::sender::Sender;
+use super::targets::{self, Targets};
 use crate::clock::SharedClock;
 use crate::config::Settings;
 use crate::domain::invocation::Attempt;
 use crate::domain::invocation::Next;
-use crate::domain::trigger::TriggerType;
 use crate::store::instances;
 use crate::store::outcomes::Outcome;
 use crate::store::queue::{self, Claimed};
-use crate::store::{Store, StoreError, subscriptions, triggers};
+use crate::store::{Store, StoreError};
 
 /// Tells running delivery loops to stop.
 pub type Shutdown = watch::Receiver<bool>;
-
-/// How long a subscription's settings are trusted before they are read again.
-const TARGET_TTL: Duration = Duration::from_millis(500);
 
 /// Work held in memory per request allowed in flight: what is being sent, what waits its turn and
 /// what waits to be recorded. Each one held is one claim saved: a burst of 10,000 events to 10
@@ -141,10 +136,13 @@ impl Dispatcher {
         if batch.is_empty() {
             return Ok(0);
         }
-        let ids = batch.iter().map(|c| c.invocation.subscription_id.to_string()).collect();
-        let targets = self.load_targets(ids).await?;
+        let mut ids: Vec<String> = batch.iter().map(|c| c.invocation.subscription_id.to_string()).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let targets = targets::load(&self.store, ids, self.clock.now()).await?;
         let deliveries = batch.iter().map(|claimed| {
-            let target = targets.get(claimed.invocation.subscription_id.as_str()).and_then(Option::as_deref);
+            let target =
+                targets.get(claimed.invocation.subscription_id.as_str()).and_then(|(t, _)| t.as_deref());
             self.sender.deliver(claimed, target)
         });
         let outcomes: Vec<Outcome> = futures_util::future::join_all(deliveries).await;
@@ -311,7 +309,7 @@ impl Dispatcher {
         mut shutdown: Shutdown,
     ) {
         let mut lanes = Lanes::default();
-        let mut targets: HashMap<String, (Option<Arc<Target>>, Instant)> = HashMap::new();
+        let mut targets = Targets::new(self.store.clone(), self.clock.clone());
         let mut running = FuturesUnordered::new();
         let mut closing = *shutdown.borrow();
         let mut tick = tokio::time::interval(Duration::from_millis(250));
@@ -319,7 +317,7 @@ impl Dispatcher {
             while !closing && running.len() < self.max_in_flight {
                 let Some(claimed) = lanes.next(self.per_subscription) else { break };
                 let sub = claimed.invocation.subscription_id.to_string();
-                let target = targets.get(&sub).and_then(|(t, _)| t.clone());
+                let target = targets.get(&sub);
                 let this = self.clone();
                 running.push(async move {
                     let started = Instant::now();
@@ -338,7 +336,7 @@ impl Dispatcher {
                     while let Ok(more) = queue.try_recv() {
                         arrivals.push(more);
                     }
-                    self.refresh_targets(&arrivals, &mut targets).await;
+                    targets.refresh(arrivals.iter().map(|c| c.invocation.subscription_id.as_str())).await;
                     for claimed in arrivals {
                         lanes.push(claimed);
                     }
@@ -375,77 +373,6 @@ impl Dispatcher {
             next: Next::Deferred(now + TimeDelta::from_std(wait).unwrap_or(TimeDelta::seconds(1))),
             disable: None,
         }
-    }
-
-    /// Reads the subscriptions of `arrivals` that are not known or not fresh.
-    async fn refresh_targets(
-        &self,
-        arrivals: &[Claimed],
-        targets: &mut HashMap<String, (Option<Arc<Target>>, Instant)>,
-    ) {
-        let mut stale: Vec<String> = arrivals
-            .iter()
-            .map(|c| c.invocation.subscription_id.as_str())
-            .filter(|id| targets.get(*id).is_none_or(|(_, at)| at.elapsed() > TARGET_TTL))
-            .map(str::to_owned)
-            .collect();
-        if stale.is_empty() {
-            return;
-        }
-        stale.sort_unstable();
-        stale.dedup();
-        match self.load_targets(stale).await {
-            Ok(loaded) => {
-                let now = Instant::now();
-                for (id, target) in loaded {
-                    targets.insert(id, (target, now));
-                }
-            }
-            // Deliveries without a target fail as deleted; keep what is known instead.
-            Err(e) => tracing::warn!(error = %e, "reading subscriptions failed; using what is known"),
-        }
-    }
-
-    /// The targets of these subscriptions; `None` for those that no longer exist.
-    async fn load_targets(
-        &self,
-        ids: Vec<String>,
-    ) -> Result<HashMap<String, Option<Arc<Target>>>, StoreError> {
-        let now = self.clock.now();
-        self.store
-            .run(move |c| {
-                let mut ids = ids;
-                ids.sort_unstable();
-                ids.dedup();
-                let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
-                let subs = subscriptions::by_ids(c, &refs)?;
-                let mut secrets = subscriptions::signing_secrets_of(c, &refs, now)?;
-                let mut rr_triggers = HashMap::new();
-                let mut out: HashMap<String, Option<Arc<Target>>> =
-                    ids.iter().map(|id| (id.clone(), None)).collect();
-                for subscription in subs {
-                    let trigger_id = subscription.trigger_id.to_string();
-                    if !rr_triggers.contains_key(&trigger_id) {
-                        let trigger = match triggers::get(c, &subscription.trigger_id) {
-                            Ok(t) => (t.kind == TriggerType::RequestResponse).then_some(t),
-                            Err(StoreError::NotFound) => None,
-                            Err(e) => return Err(e),
-                        };
-                        rr_triggers.insert(trigger_id.clone(), trigger);
-                    }
-                    let keys = secrets
-                        .remove(subscription.id.as_str())
-                        .unwrap_or_default()
-                        .iter()
-                        .filter_map(SigningKey::from_secret)
-                        .collect();
-                    let target =
-                        Target { request_response: rr_triggers[&trigger_id].clone(), keys, subscription };
-                    out.insert(target.subscription.id.to_string(), Some(Arc::new(target)));
-                }
-                Ok(out)
-            })
-            .await
     }
 }
 

@@ -13,6 +13,7 @@ mod recorder;
 pub mod scheduler;
 mod sender;
 pub mod signer;
+mod targets;
 
 pub use dispatcher::{Dispatcher, Shutdown};
 pub use intake::{Intake, Reservation};

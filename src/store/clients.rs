@@ -86,10 +86,8 @@ pub fn revoke(conn: &mut AnyConnection, id: &ClientId, now: NaiveDateTime) -> Re
             return if exists { Ok(()) } else { Err(StoreError::NotFound) };
         }
         diesel::delete(api_tokens::table.filter(api_tokens::client_id.eq(id.as_str()))).execute(conn)?;
-        super::revisions::clients_changed(conn)
-    })?;
-    super::revisions::note_clients_changed();
-    Ok(())
+        super::revisions::changed(conn, super::revisions::Cached::Clients)
+    })
 }
 
 /// The active client whose id and secret match; `None` for any mismatch, without saying which.

@@ -33,6 +33,8 @@ pub struct Store {
     url: String,
     /// SQLite's one writing connection, once started (see [`Store::start_writer`]).
     writer: Option<writer::Writer>,
+    /// The changes to cached data this instance knows of ([`revisions`]).
+    known: std::sync::Arc<revisions::Known>,
 }
 
 impl std::fmt::Debug for Store {
@@ -45,11 +47,17 @@ impl Store {
     /// Opens a pool of up to `max_connections` on `url` (a SQLite path or `postgres://...`).
     pub fn open(url: &str, max_connections: u32, timeout: Duration) -> Result<Self, StoreError> {
         let (pool, backend) = connection::open_pool(url, max_connections, timeout)?;
-        Ok(Self { pool, backend, url: url.to_owned(), writer: None })
+        Ok(Self { pool, backend, url: url.to_owned(), writer: None, known: std::sync::Arc::default() })
     }
 
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// How many changes to data of `kind` this instance knows of: what it cached under an older
+    /// count is stale.
+    pub fn seen(&self, kind: revisions::Cached) -> u64 {
+        self.known.seen(kind)
     }
 
     /// Applies pending migrations; returns how many ran.
@@ -66,7 +74,9 @@ impl Store {
         }
         let manager = connection::Manager::new(&self.url);
         let conn = manager.establish().map_err(|e| StoreError::Open(format!("{}: {e}", self.url)))?;
-        self.writer = Some(writer::Writer::start(conn).map_err(|e| StoreError::Open(e.to_string()))?);
+        self.writer = Some(
+            writer::Writer::start(conn, self.known.clone()).map_err(|e| StoreError::Open(e.to_string()))?,
+        );
         Ok(())
     }
 
@@ -90,6 +100,7 @@ impl Store {
     ) -> Result<T, StoreError> {
         let mut pooled = self.pool.get().map_err(StoreError::PoolTimeout)?;
         let result = f(&mut pooled.conn);
+        self.known.note_touched();
         if let Err(e) = &result
             && e.is_disconnect()
         {

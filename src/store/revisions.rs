@@ -1,5 +1,5 @@
 //! Telling instances that something changed. A write that makes cached data stale raises a
-//! counter in `revisions` in its own transaction, and this process's copy of it once committed;
+//! counter in `revisions` in its own transaction, and this instance's count once that is over;
 //! every instance reads the counters a few times a second ([`Store::watch`]), so a change made
 //! by another instance or by the CLI on the same database empties its caches promptly. On
 //! PostgreSQL the same transaction also sends a `NOTIFY`, heard at once by every instance's
@@ -18,11 +18,43 @@ use super::{AnyConnection, Backend, Store, StoreError};
 /// in other schemas of the same database do not hear each other.
 const CHANNEL: &str = "hookgate_";
 
+/// A kind of data that instances keep in memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cached {
+    /// API clients and their tokens.
+    Clients,
+    /// Triggers, as publishing checks input against them.
+    Triggers,
+    /// Subscriptions and their signing secrets, as the dispatcher delivers to them.
+    Subscriptions,
+}
+
+impl Cached {
+    const ALL: [Self; 3] = [Self::Clients, Self::Triggers, Self::Subscriptions];
+
+    /// The row of `revisions` that counts its changes.
+    fn name(self) -> &'static str {
+        match self {
+            Self::Clients => "clients",
+            Self::Triggers => "triggers",
+            Self::Subscriptions => "subscriptions",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|kind| kind.name() == s)
+    }
+
+    fn bit(self) -> u8 {
+        1 << self as u8
+    }
+}
+
 /// What a notification says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Signal {
-    /// API clients or their tokens changed (a client was revoked).
-    Clients,
+    /// Data of this kind changed.
+    Changed(Cached),
     /// Work was stored that no instance holds in memory.
     Work,
 }
@@ -30,41 +62,57 @@ pub enum Signal {
 impl Signal {
     fn as_str(self) -> &'static str {
         match self {
-            Self::Clients => "clients",
+            Self::Changed(kind) => kind.name(),
             Self::Work => "work",
         }
     }
 
     fn parse(s: &str) -> Option<Self> {
-        match s {
-            "clients" => Some(Self::Clients),
-            "work" => Some(Self::Work),
-            _ => None,
+        if s == "work" { Some(Self::Work) } else { Cached::parse(s).map(Self::Changed) }
+    }
+}
+
+/// An instance's count of the changes it knows of, per kind: data cached under an older count
+/// is not trusted. Each [`Store`] has its own, so two instances in one process still learn of
+/// each other's changes only through the database.
+#[derive(Debug, Default)]
+pub struct Known([AtomicU64; 3]);
+
+impl Known {
+    /// The count of changes of `kind` known so far.
+    pub fn seen(&self, kind: Cached) -> u64 {
+        self.0[kind as usize].load(Ordering::Acquire)
+    }
+
+    fn note(&self, kind: Cached) {
+        self.0[kind as usize].fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Counts the changes this thread's transactions made, once they are over (committed or
+    /// not: a change that did not happen costs only a re-read).
+    pub(super) fn note_touched(&self) {
+        let touched = TOUCHED.replace(0);
+        for kind in Cached::ALL.into_iter().filter(|kind| touched & kind.bit() != 0) {
+            self.note(kind);
         }
     }
 }
 
-/// This process's count of client changes it knows of: a cached token read under an older count
-/// is not trusted.
-static CLIENTS: AtomicU64 = AtomicU64::new(0);
-
-/// The count of client changes this process knows of.
-pub fn clients_seen() -> u64 {
-    CLIENTS.load(Ordering::Acquire)
+thread_local! {
+    /// The kinds changed by the transaction under way on this thread, counted by the store's
+    /// instance when it is over ([`Known::note_touched`]): counted before the commit, a cache
+    /// could read the old data again and keep it under the new count.
+    static TOUCHED: std::cell::Cell<u8> = const { std::cell::Cell::new(0) };
 }
 
-/// This process learnt (or made, and committed) a change to clients.
-pub fn note_clients_changed() {
-    CLIENTS.fetch_add(1, Ordering::AcqRel);
-}
-
-/// Records, in the caller's transaction, that clients changed; call [`note_clients_changed`]
-/// after the commit.
-pub fn clients_changed(conn: &mut AnyConnection) -> Result<(), StoreError> {
-    diesel::update(revisions::table.find(Signal::Clients.as_str()))
+/// Records, in the caller's transaction, that data of `kind` changed: every instance drops what
+/// it keeps of it, this one once the transaction is over.
+pub fn changed(conn: &mut AnyConnection, kind: Cached) -> Result<(), StoreError> {
+    diesel::update(revisions::table.find(kind.name()))
         .set(revisions::value.eq(revisions::value + 1))
         .execute(conn)?;
-    notify(conn, Signal::Clients)
+    TOUCHED.set(TOUCHED.get() | kind.bit());
+    notify(conn, Signal::Changed(kind))
 }
 
 /// Sends `signal` to every instance when the caller's transaction commits (PostgreSQL; SQLite
@@ -79,13 +127,8 @@ pub fn notify(conn: &mut AnyConnection, signal: Signal) -> Result<(), StoreError
     Ok(())
 }
 
-fn clients_revision(conn: &mut AnyConnection) -> Result<i64, StoreError> {
-    Ok(revisions::table
-        .find(Signal::Clients.as_str())
-        .select(revisions::value)
-        .first::<i64>(conn)
-        .optional()?
-        .unwrap_or(0))
+fn read_all(conn: &mut AnyConnection) -> Result<Vec<(String, i64)>, StoreError> {
+    Ok(revisions::table.select((revisions::name, revisions::value)).load(conn)?)
 }
 
 /// How often the counters are read.
@@ -103,19 +146,26 @@ impl Store {
         mut stop: tokio::sync::watch::Receiver<bool>,
     ) {
         let listener = (self.backend() == Backend::Postgres).then(|| {
-            let (stop, url) = (stop.clone(), self.url.clone());
+            let (stop, url, known) = (stop.clone(), self.url.clone(), self.known.clone());
             std::thread::Builder::new()
                 .name("pg-listener".into())
-                .spawn(move || listen(&url, &on_work, &stop))
+                .spawn(move || listen(&url, &known, &on_work, &stop))
         });
-        let mut known = None;
+        let mut counts: Option<Vec<(String, i64)>> = None;
         while !over(&stop) {
-            match self.run(clients_revision).await {
-                Ok(now) if known.is_some_and(|k| k != now) => {
-                    note_clients_changed();
-                    known = Some(now);
+            match self.run(read_all).await {
+                Ok(now) => {
+                    if let Some(before) = &counts {
+                        for (name, value) in &now {
+                            if !before.contains(&(name.clone(), *value))
+                                && let Some(kind) = Cached::parse(name)
+                            {
+                                self.known.note(kind);
+                            }
+                        }
+                    }
+                    counts = Some(now);
                 }
-                Ok(now) => known = Some(now),
                 Err(e) => tracing::debug!(error = %e, "could not read revisions; retrying"),
             }
             tokio::select! {
@@ -135,7 +185,7 @@ fn over(stop: &tokio::sync::watch::Receiver<bool>) -> bool {
 }
 
 /// Listens on a connection of its own until `stop`, connecting again after a failure.
-fn listen(url: &str, on_work: &dyn Fn(), stop: &tokio::sync::watch::Receiver<bool>) {
+fn listen(url: &str, known: &Known, on_work: &dyn Fn(), stop: &tokio::sync::watch::Receiver<bool>) {
     while !over(stop) {
         let connected = diesel::PgConnection::establish(url).map_err(|e| e.to_string()).and_then(|mut c| {
             let schema = diesel::select(diesel::dsl::sql::<diesel::sql_types::Text>("current_schema()"))
@@ -154,12 +204,14 @@ fn listen(url: &str, on_work: &dyn Fn(), stop: &tokio::sync::watch::Receiver<boo
         };
         // Whatever was missed while not listening: look again.
         on_work();
-        note_clients_changed();
+        for kind in Cached::ALL {
+            known.note(kind);
+        }
         'listening: while !over(stop) {
             for notification in conn.notifications_iter() {
                 match notification {
                     Ok(n) => match Signal::parse(&n.payload) {
-                        Some(Signal::Clients) => note_clients_changed(),
+                        Some(Signal::Changed(kind)) => known.note(kind),
                         Some(Signal::Work) => on_work(),
                         None => {}
                     },

@@ -3,6 +3,7 @@
 use chrono::{NaiveDateTime, TimeDelta};
 use diesel::prelude::*;
 
+use super::revisions::{self, Cached};
 use super::schema::{subscription_secrets, subscriptions, triggers};
 use super::{AnyConnection, StoreError, write_transaction};
 use crate::domain::duration::IsoDuration;
@@ -197,6 +198,7 @@ pub fn insert(
         diesel::insert_into(subscriptions::table).values(&row).execute(conn)?;
         let secret = new_signing_secret();
         insert_secret(conn, &id, &secret, now)?;
+        revisions::changed(conn, Cached::Subscriptions)?;
         Ok((row.into_domain(trigger_name)?, secret))
     })
 }
@@ -242,6 +244,7 @@ pub fn update(
         // The reason a subscription was switched off stays while it stays off.
         row.disabled_reason = if spec.enabled { None } else { current.disabled_reason.clone() };
         diesel::update(subscriptions::table.find(id.as_str())).set(&row).execute(conn)?;
+        revisions::changed(conn, Cached::Subscriptions)?;
         row.into_domain(current.trigger_name)
     })
 }
@@ -267,22 +270,28 @@ pub fn disable(
     reason: &str,
     now: NaiveDateTime,
 ) -> Result<(), StoreError> {
-    diesel::update(subscriptions::table.find(id.as_str()))
-        .set((
-            subscriptions::enabled.eq(false),
-            subscriptions::disabled_reason.eq(reason),
-            subscriptions::updated.eq(now),
-        ))
-        .execute(conn)?;
-    Ok(())
+    write_transaction(conn, |conn| {
+        diesel::update(subscriptions::table.find(id.as_str()))
+            .set((
+                subscriptions::enabled.eq(false),
+                subscriptions::disabled_reason.eq(reason),
+                subscriptions::updated.eq(now),
+            ))
+            .execute(conn)?;
+        revisions::changed(conn, Cached::Subscriptions)
+    })
 }
+
+/// Per subscription, its signing secrets, each with the end of its rotation overlap (`None` for
+/// the current one).
+pub type SecretsOf = std::collections::HashMap<String, Vec<(Secret, Option<NaiveDateTime>)>>;
 
 /// The signing secrets of several subscriptions at `now`, current secret first.
 pub fn signing_secrets_of(
     conn: &mut AnyConnection,
     ids: &[&str],
     now: NaiveDateTime,
-) -> Result<std::collections::HashMap<String, Vec<Secret>>, StoreError> {
+) -> Result<SecretsOf, StoreError> {
     let mut rows: Vec<(String, String, Option<NaiveDateTime>)> = subscription_secrets::table
         .filter(subscription_secrets::subscription_id.eq_any(ids))
         .filter(subscription_secrets::expires_at.is_null().or(subscription_secrets::expires_at.gt(now)))
@@ -293,9 +302,9 @@ pub fn signing_secrets_of(
         ))
         .load(conn)?;
     rows.sort_by(|a, b| current_first(a.2, b.2));
-    let mut out: std::collections::HashMap<String, Vec<Secret>> = std::collections::HashMap::new();
-    for (sub, secret, _) in rows {
-        out.entry(sub).or_default().push(Secret::new(secret));
+    let mut out: std::collections::HashMap<String, Vec<_>> = std::collections::HashMap::new();
+    for (sub, secret, expires_at) in rows {
+        out.entry(sub).or_default().push((Secret::new(secret), expires_at));
     }
     Ok(out)
 }
@@ -321,8 +330,13 @@ pub fn by_ids(conn: &mut AnyConnection, ids: &[&str]) -> Result<Vec<Subscription
 }
 
 pub fn delete(conn: &mut AnyConnection, id: &SubscriptionId) -> Result<(), StoreError> {
-    let deleted = diesel::delete(subscriptions::table.find(id.as_str())).execute(conn)?;
-    if deleted == 0 { Err(StoreError::NotFound) } else { Ok(()) }
+    write_transaction(conn, |conn| {
+        let deleted = diesel::delete(subscriptions::table.find(id.as_str())).execute(conn)?;
+        if deleted == 0 {
+            return Err(StoreError::NotFound);
+        }
+        revisions::changed(conn, Cached::Subscriptions)
+    })
 }
 
 /// Issues a new signing secret; the current ones stay valid for `overlap`, older ones end now.
@@ -347,6 +361,7 @@ pub fn rotate_secret(
         .execute(conn)?;
         let secret = new_signing_secret();
         insert_secret(conn, id, &secret, now)?;
+        revisions::changed(conn, Cached::Subscriptions)?;
         Ok(secret)
     })
 }
@@ -358,5 +373,6 @@ pub fn signing_secrets(
     id: &SubscriptionId,
     now: NaiveDateTime,
 ) -> Result<Vec<Secret>, StoreError> {
-    Ok(signing_secrets_of(conn, &[id.as_str()], now)?.remove(id.as_str()).unwrap_or_default())
+    let mut found = signing_secrets_of(conn, &[id.as_str()], now)?;
+    Ok(found.remove(id.as_str()).unwrap_or_default().into_iter().map(|(secret, _)| secret).collect())
 }

@@ -3,6 +3,7 @@
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
+use super::revisions::{self, Cached};
 use super::schema::{meta, subscriptions, triggers};
 use super::{AnyConnection, StoreError, json_column, write_transaction};
 use crate::domain::ids::TriggerId;
@@ -95,9 +96,12 @@ pub fn insert(
     spec: &TriggerSpec,
     now: NaiveDateTime,
 ) -> Result<Trigger, StoreError> {
-    let row = TriggerRow::new(spec, now, now);
-    diesel::insert_into(triggers::table).values(&row).execute(conn)?;
-    row.into_domain()
+    write_transaction(conn, |conn| {
+        let row = TriggerRow::new(spec, now, now);
+        diesel::insert_into(triggers::table).values(&row).execute(conn)?;
+        revisions::changed(conn, Cached::Triggers)?;
+        row.into_domain()
+    })
 }
 
 /// Replaces every field but the id and creation time with what `change` makes of the current
@@ -122,6 +126,7 @@ pub fn update(
         let spec = change(&current)?;
         let row = TriggerRow::new(&spec, current.created, now);
         diesel::update(triggers::table.find(id.as_str())).set(&row).execute(conn)?;
+        revisions::changed(conn, Cached::Triggers)?;
         row.into_domain()
     })
 }
@@ -140,7 +145,7 @@ pub fn delete(conn: &mut AnyConnection, id: &TriggerId) -> Result<(), StoreError
             )));
         }
         diesel::delete(triggers::table.find(id.as_str())).execute(conn)?;
-        Ok(())
+        revisions::changed(conn, Cached::Triggers)
     })
 }
 

@@ -11,6 +11,7 @@ use diesel::Connection as _;
 use diesel::connection::{AnsiTransactionManager, TransactionManager};
 use tokio::sync::oneshot;
 
+use super::revisions::Known;
 use super::{AnyConnection, StoreError};
 
 /// What a job tells its caller once the shared transaction has committed (`None`) or failed.
@@ -68,7 +69,8 @@ impl std::fmt::Debug for Writer {
 
 impl Writer {
     /// Starts the writer thread on `conn`; it ends when every `Writer` handle is dropped.
-    pub fn start(mut conn: AnyConnection) -> std::io::Result<Self> {
+    /// What the groups change in cached data counts in `known` once they are over.
+    pub fn start(mut conn: AnyConnection, known: std::sync::Arc<Known>) -> std::io::Result<Self> {
         let (jobs, queue) = mpsc::channel::<Box<dyn Job>>();
         std::thread::Builder::new().name("sqlite-writer".into()).spawn(move || {
             while let Ok(first) = queue.recv() {
@@ -79,7 +81,7 @@ impl Writer {
                         Err(_) => break,
                     }
                 }
-                commit_group(&mut conn, group);
+                commit_group(&mut conn, group, &known);
             }
         })?;
         Ok(Self { jobs })
@@ -98,8 +100,9 @@ impl Writer {
     }
 }
 
-/// Runs a group of jobs in one `BEGIN IMMEDIATE` transaction, each in its own savepoint.
-fn commit_group(conn: &mut AnyConnection, group: Vec<Box<dyn Job>>) {
+/// Runs a group of jobs in one `BEGIN IMMEDIATE` transaction, each in its own savepoint; what
+/// they changed in cached data counts before any of them is answered.
+fn commit_group(conn: &mut AnyConnection, group: Vec<Box<dyn Job>>, known: &Known) {
     let AnyConnection::Sqlite(sqlite) = conn else {
         unreachable!("the writer runs only on SQLite");
     };
@@ -117,6 +120,7 @@ fn commit_group(conn: &mut AnyConnection, group: Vec<Box<dyn Job>>) {
     if committed.is_err() {
         let _ = AnsiTransactionManager::rollback_transaction(sqlite);
     }
+    known.note_touched();
     let failed = committed.err();
     for finish in finishers {
         finish(failed.as_ref());
@@ -145,7 +149,7 @@ mod tests {
         let manager = Manager::new(&url);
         let mut conn = manager.establish().unwrap();
         conn.batch_execute("PRAGMA journal_mode = WAL; CREATE TABLE t (n INTEGER PRIMARY KEY)").unwrap();
-        let writer = Writer::start(manager.establish().unwrap()).unwrap();
+        let writer = Writer::start(manager.establish().unwrap(), std::sync::Arc::default()).unwrap();
         let jobs = (0..64i64).map(|n| {
             let writer = writer.clone();
             async move {

@@ -2,6 +2,7 @@
 #![expect(clippy::unwrap_used, clippy::expect_used, reason = "a test that cannot proceed should fail loudly")]
 
 mod auth;
+mod caches;
 mod cli;
 mod cli_remote;
 mod delivery;

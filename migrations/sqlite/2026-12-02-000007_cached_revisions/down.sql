@@ -1,0 +1,1 @@
+DELETE FROM revisions WHERE name IN ('triggers', 'subscriptions');
