@@ -15,6 +15,7 @@ use crate::domain::invocation::Invocation;
 use crate::store::events::{self, Draft, Offer, Published};
 use crate::store::idempotency::IdempotencyKey;
 use crate::store::queue::Claimed;
+use crate::store::subscribers::Subscribers;
 use crate::store::{AnyConnection, Store, StoreError};
 
 /// The most publish requests, and events, one transaction takes.
@@ -38,6 +39,8 @@ pub struct Publisher {
     queue: mpsc::UnboundedSender<Request>,
     /// The queue's receiving end, taken by the running loop.
     waiting: Mutex<Option<mpsc::UnboundedReceiver<Request>>>,
+    /// Each trigger's subscribers, as last read.
+    subscribers: Arc<Subscribers>,
 }
 
 impl std::fmt::Debug for Publisher {
@@ -49,7 +52,7 @@ impl std::fmt::Debug for Publisher {
 impl Publisher {
     pub fn new(store: Store, intake: Intake) -> Self {
         let (queue, waiting) = mpsc::unbounded_channel();
-        Self { store, intake, queue, waiting: Mutex::new(Some(waiting)) }
+        Self { store, intake, queue, waiting: Mutex::new(Some(waiting)), subscribers: Arc::default() }
     }
 
     /// Stores `drafts` and their invocations, and hands those created in flight to the
@@ -79,8 +82,11 @@ impl Publisher {
         key: IdempotencyKey,
         now: NaiveDateTime,
     ) -> Result<Published, StoreError> {
+        let subscribers = self.subscribers.clone();
         let (published, leased, room) = self
-            .write_offered(now, move |c, offer| events::publish_keyed(c, &drafts, &key, now, offer))
+            .write_offered(now, Writing::Transaction, move |c, offer| {
+                events::publish_keyed(c, &drafts, &key, now, offer, &subscribers)
+            })
             .await?;
         if matches!(published, Published::Created(_)) {
             self.hand_off(room, leased);
@@ -150,24 +156,28 @@ impl Publisher {
         }
     }
 
-    /// One transaction for `requests`; per request, per event, the invocations it created.
+    /// One write for `requests`; per request, per event, the invocations it created.
     async fn write(
         &self,
         requests: Arc<Vec<Vec<Draft>>>,
         now: NaiveDateTime,
     ) -> Result<Vec<Vec<Vec<Invocation>>>, StoreError> {
+        let subscribers = self.subscribers.clone();
         let (lists, leased, room) = self
-            .write_offered(now, move |c, offer| events::publish_together(c, &requests, now, offer))
+            .write_offered(now, Writing::Atomic, move |c, offer| {
+                events::publish_together(c, &requests, now, offer, &subscribers)
+            })
             .await?;
         self.hand_off(room, leased);
         Ok(lists)
     }
 
-    /// Runs `publish` in a write transaction, offering it room from the intake; returns what it
-    /// returned, with the reservation taken for what it created in flight.
+    /// Runs `publish` as a write, offering it room from the intake; returns what it returned,
+    /// with the reservation taken for what it created in flight.
     async fn write_offered<T, F>(
         &self,
         now: NaiveDateTime,
+        writing: Writing,
         publish: F,
     ) -> Result<(T, Vec<Claimed>, Option<Reservation>), StoreError>
     where
@@ -177,18 +187,20 @@ impl Publisher {
         T: Send + 'static,
     {
         let intake = self.intake.clone();
-        self.store
-            .write(move |c| {
-                let mut room = None;
-                let mut offer = |count| {
-                    let (reservation, lease) = intake.reserve(count, now)?;
-                    room = Some(reservation);
-                    Some(lease)
-                };
-                let (out, leased) = publish(c, &mut offer)?;
-                Ok((out, leased, room))
-            })
-            .await
+        let write = move |c: &mut AnyConnection| {
+            let mut room = None;
+            let mut offer = |count| {
+                let (reservation, lease) = intake.reserve(count, now)?;
+                room = Some(reservation);
+                Some(lease)
+            };
+            let (out, leased) = publish(c, &mut offer)?;
+            Ok((out, leased, room))
+        };
+        match writing {
+            Writing::Transaction => self.store.write(write).await,
+            Writing::Atomic => self.store.write_atomic(write).await,
+        }
     }
 
     fn hand_off(&self, room: Option<Reservation>, leased: Vec<Claimed>) {
@@ -197,6 +209,14 @@ impl Publisher {
             _ => self.intake.wake(),
         }
     }
+}
+
+/// How a publish is written.
+enum Writing {
+    /// Its statements need a transaction (a keyed publish reads and writes its key).
+    Transaction,
+    /// It is atomic by itself ([`events::publish_together`]).
+    Atomic,
 }
 
 /// `first` and what queued behind it, up to a group's limits.

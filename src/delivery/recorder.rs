@@ -21,7 +21,7 @@ pub async fn record(
     outcomes: Arc<Vec<Outcome>>,
 ) -> Result<(), StoreError> {
     let (owner, now) = (owner.to_owned(), clock.now());
-    store.write(move |c| outcomes::record(c, &owner, &outcomes, now)).await
+    store.write_atomic(move |c| outcomes::record(c, &owner, &outcomes, now)).await
 }
 
 /// Records `outcomes`, retrying with backoff for up to a minute when the database fails.

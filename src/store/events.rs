@@ -8,10 +8,12 @@ use serde_json::Value;
 
 use super::idempotency::{self, Answered, IdempotencyKey, Recalled};
 use super::invocations::{InvocationRow, Lease, insert_rows};
+use super::pg_batch::{self, EventColumns};
 use super::queue::Claimed;
 use super::revisions::{self, Signal};
 use super::schema::{events, invocations};
-use super::{AnyConnection, StoreError, subscriptions, write_transaction};
+use super::subscribers::Subscribers;
+use super::{AnyConnection, StoreError, write_transaction};
 use crate::domain::event::{NewEvent, Recipient};
 use crate::domain::ids::TriggerId;
 use crate::domain::invocation::{Invocation, InvocationKind, InvocationState};
@@ -53,6 +55,7 @@ pub fn publish_keyed(
     key: &IdempotencyKey,
     now: NaiveDateTime,
     offer: &mut Offer<'_>,
+    subscribers: &Subscribers,
 ) -> Result<(Published, Vec<Claimed>), StoreError> {
     match idempotency::recall(conn, key, now)? {
         Recalled::Same(answered) => {
@@ -62,7 +65,8 @@ pub fn publish_keyed(
         Recalled::Different => return Ok((Published::KeyReused, Vec::new())),
         Recalled::Unknown => {}
     }
-    let (invocations, leased) = create(conn, drafts.iter(), now, offer)?;
+    let drafts: Vec<&Draft> = drafts.iter().collect();
+    let (invocations, leased) = create(conn, &drafts, now, offer, subscribers)?;
     let answered = Answered {
         events: invocations.iter().map(|l| l.iter().map(|i| i.id.to_string()).collect()).collect(),
     };
@@ -70,18 +74,24 @@ pub fn publish_keyed(
     Ok((Published::Created(invocations), leased))
 }
 
+/// Per event, the invocations created; and those created under the offered lease, with their
+/// payload.
+pub type Stored = (Vec<Vec<Invocation>>, Vec<Claimed>);
+
 /// Per request, per event, the invocations created; and those created under the offered lease.
 pub type Together = (Vec<Vec<Vec<Invocation>>>, Vec<Claimed>);
 
-/// Publishes several unkeyed requests in the caller's write transaction, with one insert per
-/// table for all of them.
+/// Publishes several unkeyed requests with one insert per table for all of them (on PostgreSQL
+/// one statement for both tables). Atomic by itself: it reads the subscribers, then writes once.
 pub fn publish_together(
     conn: &mut AnyConnection,
     requests: &[Vec<Draft>],
     now: NaiveDateTime,
     offer: &mut Offer<'_>,
+    subscribers: &Subscribers,
 ) -> Result<Together, StoreError> {
-    let (mut per_event, leased) = create(conn, requests.iter().flatten(), now, offer)?;
+    let drafts: Vec<&Draft> = requests.iter().flatten().collect();
+    let (mut per_event, leased) = create(conn, &drafts, now, offer, subscribers)?;
     let mut out = Vec::with_capacity(requests.len());
     for request in requests.iter().rev() {
         out.push(per_event.split_off(per_event.len() - request.len()));
@@ -90,32 +100,42 @@ pub fn publish_together(
     Ok((out, leased))
 }
 
-/// Fans `drafts` out to their triggers' subscribers and stores them, in the caller's transaction.
-fn create<'d>(
+/// Fans `drafts` out to their triggers' subscribers (as kept in `subscribers` while current)
+/// and stores them, atomically.
+fn create(
     conn: &mut AnyConnection,
-    drafts: impl Iterator<Item = &'d Draft>,
+    drafts: &[&Draft],
     now: NaiveDateTime,
     offer: &mut Offer<'_>,
-) -> Result<(Vec<Vec<Invocation>>, Vec<Claimed>), StoreError> {
-    let mut subscribers = std::collections::HashMap::new();
-    let mut new_events = Vec::new();
-    for draft in drafts {
-        if !subscribers.contains_key(draft.trigger_id.as_str()) {
-            let subs = subscriptions::all_for_trigger(conn, &draft.trigger_id)?;
-            subscribers.insert(draft.trigger_id.to_string(), subs);
+    subscribers: &Subscribers,
+) -> Result<Stored, StoreError> {
+    let triggers: Vec<&TriggerId> = drafts.iter().map(|d| &d.trigger_id).collect();
+    // The last try reads the subscribers and writes without checking that they are current, as
+    // a publish in one transaction does on PostgreSQL.
+    for checked in [true, true, false] {
+        let read = subscribers.of(conn, &triggers)?;
+        let new_events: Vec<NewEvent> = drafts
+            .iter()
+            .map(|draft| {
+                NewEvent::new(
+                    InvocationKind::RealTime,
+                    &draft.trigger_id,
+                    draft.input.clone(),
+                    draft.content_json.clone(),
+                    &draft.payload,
+                    &read.by_trigger[draft.trigger_id.as_str()],
+                )
+            })
+            .collect();
+        let live = new_events.iter().flat_map(|e| &e.subscriptions).filter(|r| r.order_key.is_none()).count();
+        let lease = if live > 0 { offer(live) } else { None };
+        let revision = checked.then_some(read.revision);
+        if let Some(stored) = store_events(conn, &new_events, now, lease.as_ref(), revision)? {
+            return Ok(stored);
         }
-        new_events.push(NewEvent::new(
-            InvocationKind::RealTime,
-            &draft.trigger_id,
-            draft.input.clone(),
-            draft.content_json.clone(),
-            &draft.payload,
-            &subscribers[draft.trigger_id.as_str()],
-        ));
+        subscribers.forget();
     }
-    let live = new_events.iter().flat_map(|e| &e.subscriptions).filter(|r| r.order_key.is_none()).count();
-    let lease = if live > 0 { offer(live) } else { None };
-    insert_events(conn, &new_events, now, lease.as_ref())
+    Err(StoreError::Corrupt("the subscribers kept changing under a publish".into()))
 }
 
 /// The invocations a keyed request created, per event, in the order first answered.
@@ -138,15 +158,30 @@ struct EventRow<'a> {
     created: NaiveDateTime,
 }
 
-/// Stores events and their invocations in the caller's transaction: live ones pending, or in
-/// flight under `lease`; held ones as dead letters. Returns, per event, its live invocations, and
+/// Stores events and their invocations, atomically (one statement on PostgreSQL, else in the
+/// caller's transaction): live ones pending, or in flight under `lease`; held ones as dead
+/// letters. Returns, per event, its live invocations, and
 /// those created under the lease with their payload.
 pub fn insert_events(
     conn: &mut AnyConnection,
     new_events: &[NewEvent],
     now: NaiveDateTime,
     lease: Option<&Lease>,
-) -> Result<(Vec<Vec<Invocation>>, Vec<Claimed>), StoreError> {
+) -> Result<Stored, StoreError> {
+    store_events(conn, new_events, now, lease, None)?
+        .ok_or_else(|| StoreError::Corrupt("a publish without a check was refused".into()))
+}
+
+/// What [`insert_events`] does; with a `revision` (PostgreSQL), nothing and `None` if the count
+/// of subscription changes has moved from it (the caller's transaction makes SQLite's subscribers
+/// current).
+fn store_events(
+    conn: &mut AnyConnection,
+    new_events: &[NewEvent],
+    now: NaiveDateTime,
+    lease: Option<&Lease>,
+    revision: Option<i64>,
+) -> Result<Option<Stored>, StoreError> {
     let mut event_rows = Vec::with_capacity(new_events.len());
     let mut live_rows = Vec::new();
     let mut held_rows = Vec::new();
@@ -172,9 +207,28 @@ pub fn insert_events(
             created: now,
         });
     }
-    insert_rows!(conn, events::table, event_rows);
-    insert_rows!(conn, invocations::table, live_rows);
-    insert_rows!(conn, invocations::table, held_rows);
+    match conn {
+        AnyConnection::Postgresql(pg) => {
+            let mut columns = EventColumns::default();
+            for e in &event_rows {
+                columns.id.push(&e.id);
+                columns.trigger_id.push(e.trigger_id);
+                columns.kind.push(e.kind);
+                columns.input.push(e.input);
+                columns.content_json.push(e.content_json);
+                columns.payload.push(e.payload);
+            }
+            let rows: Vec<&InvocationRow> = live_rows.iter().chain(&held_rows).collect();
+            if !pg_batch::insert_new(pg, now, revision, &columns, &rows)? {
+                return Ok(None);
+            }
+        }
+        AnyConnection::Sqlite(_) => {
+            insert_rows!(conn, events::table, event_rows);
+            insert_rows!(conn, invocations::table, live_rows);
+            insert_rows!(conn, invocations::table, held_rows);
+        }
+    }
     if live_rows.iter().any(|r| r.lease_owner.is_none()) {
         // Work no instance holds: wake every instance's claim loop, not only this one's.
         revisions::notify(conn, Signal::Work)?;
@@ -195,7 +249,7 @@ pub fn insert_events(
         out.push(created.split_off(range.start));
     }
     out.reverse();
-    Ok((out, leased))
+    Ok(Some((out, leased)))
 }
 
 /// Test invocations: one event of kind TEST to the given subscriptions, in one transaction.

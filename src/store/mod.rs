@@ -8,12 +8,14 @@ pub mod idempotency;
 pub mod instances;
 pub mod invocations;
 pub mod outcomes;
+mod pg_batch;
 pub mod queue;
 pub mod replays;
 pub mod responses;
 pub mod revisions;
 pub mod schedules;
 mod schema;
+pub mod subscribers;
 pub mod subscriptions;
 pub mod triggers;
 #[cfg(test)]
@@ -90,6 +92,21 @@ impl Store {
         match &self.writer {
             Some(writer) => writer.write(f).await,
             None => self.run(move |c| write_transaction(c, f)).await,
+        }
+    }
+
+    /// Runs `f`, whose writes are atomic by themselves (one statement, or a transaction `f` opens
+    /// itself): on SQLite in the writer's next group like any write; on PostgreSQL on a pooled
+    /// connection with no transaction around it, saving the round trips of `BEGIN` and `COMMIT`.
+    pub async fn write_atomic<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        F: FnOnce(&mut AnyConnection) -> Result<T, StoreError> + Send + 'static,
+        T: Send + 'static,
+    {
+        match (&self.writer, self.backend) {
+            (Some(writer), _) => writer.write(f).await,
+            (None, Backend::Postgres) => self.run(f).await,
+            (None, Backend::Sqlite) => self.run(move |c| write_transaction(c, f)).await,
         }
     }
 

@@ -3,16 +3,17 @@
 //! `attempts` for each failure. A first-try success stays on the invocation (`success_*`).
 //!
 //! SQLite gets `UPDATE … FROM (VALUES …)` in a few fixed chunk sizes; PostgreSQL gets one
-//! statement per batch whatever its size, binding one array per column (`unnest`).
+//! statement per batch whatever its size, failed attempts included ([`super::pg_batch`]).
 
 use std::sync::OnceLock;
 
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
-use diesel::sql_types::{Array, Integer, Nullable, Text, Timestamp};
+use diesel::sql_types::{Integer, Nullable, Text, Timestamp};
 use diesel::sqlite::Sqlite;
 
 use super::invocations::insert_rows;
+use super::pg_batch::{AttemptColumns, ChangeColumns, RecordOutcomes};
 use super::schema::attempts;
 use super::{AnyConnection, StoreError, write_transaction};
 use crate::domain::ids::{InvocationId, SubscriptionId};
@@ -73,21 +74,20 @@ fn chunk_size(n: usize) -> usize {
     CHUNK_SIZES.into_iter().find(|&s| s >= n).unwrap_or(CHUNK_SIZES[CHUNK_SIZES.len() - 1])
 }
 
-/// The columns of a row of changes, in order, with their PostgreSQL types: the invocation's id,
-/// then what an outcome sets.
-const CHANGE_COLUMNS: [(&str, &str); 12] = [
-    ("id", "text"),
-    ("state", "text"),
-    ("attempts", "int4"),
-    ("next_attempt_at", "timestamp"),
-    ("last_error", "text"),
-    ("completed", "timestamp"),
-    ("output", "text"),
-    ("success_started", "timestamp"),
-    ("success_duration_ms", "int4"),
-    ("success_status", "int4"),
-    ("success_response", "text"),
-    ("dead_reason", "text"),
+/// The columns of a row of changes, in order: the invocation's id, then what an outcome sets.
+const CHANGE_COLUMNS: [&str; 12] = [
+    "id",
+    "state",
+    "attempts",
+    "next_attempt_at",
+    "last_error",
+    "completed",
+    "output",
+    "success_started",
+    "success_duration_ms",
+    "success_status",
+    "success_response",
+    "dead_reason",
 ];
 
 /// The `SET` list, each column from `v.{name(i)}`, `i` counting the change's columns from 1.
@@ -96,7 +96,7 @@ fn set_list(name: impl Fn(usize) -> String) -> String {
         .iter()
         .enumerate()
         .skip(1)
-        .map(|(i, (column, _))| format!("{column} = v.{}", name(i + 1)))
+        .map(|(i, column)| format!("{column} = v.{}", name(i + 1)))
         .collect();
     sets.join(", ")
 }
@@ -121,65 +121,6 @@ fn build_sqlite_update_sql(rows: usize) -> String {
         set_list(|c| format!("column{c}")),
         vec![row; rows].join(", ")
     )
-}
-
-/// PostgreSQL's batch update: one array per column, `unnest`ed into rows, so one statement of
-/// 14 parameters takes a batch of any size. Rows are joined on the primary key only. A
-/// `state = 'IN_FLIGHT'` test would let the planner, misled by a young table's missing
-/// statistics, scan every leased row through `invocations_leased` for each batch; it is not
-/// needed, since only an invocation in flight has a `lease_owner` (every other transition clears
-/// it). An `id = ANY(…)` filter is left out too: it made the join a nested loop over the batch
-/// squared.
-fn pg_update_sql() -> &'static str {
-    static BUILT: OnceLock<String> = OnceLock::new();
-    BUILT.get_or_init(|| {
-        // $1 is `updated`; the arrays follow, then the owner.
-        let arrays: Vec<String> =
-            CHANGE_COLUMNS.iter().enumerate().map(|(i, (_, ty))| format!("${}::{ty}[]", i + 2)).collect();
-        let names: Vec<&str> = CHANGE_COLUMNS.iter().map(|(name, _)| *name).collect();
-        format!(
-            "UPDATE invocations SET {}, lease_owner = NULL, lease_expires_at = NULL, updated = $1 FROM \
-             unnest({}) AS v ({}) WHERE invocations.id = v.id AND invocations.lease_owner = ${}",
-            set_list(|c| names[c - 1].to_owned()),
-            arrays.join(", "),
-            names.join(", "),
-            CHANGE_COLUMNS.len() + 2
-        )
-    })
-}
-
-/// Writes `changes` on PostgreSQL in one statement.
-fn pg_update(
-    conn: &mut diesel::PgConnection,
-    changes: &[Change],
-    owner: &str,
-    now: NaiveDateTime,
-) -> Result<(), StoreError> {
-    diesel::sql_query(pg_update_sql())
-        .bind::<Timestamp, _>(now)
-        .bind::<Array<Text>, _>(changes.iter().map(|c| c.id).collect::<Vec<_>>())
-        .bind::<Array<Text>, _>(changes.iter().map(|c| c.state).collect::<Vec<_>>())
-        .bind::<Array<Integer>, _>(changes.iter().map(|c| c.attempts).collect::<Vec<_>>())
-        .bind::<Array<Timestamp>, _>(changes.iter().map(|c| c.next_attempt_at).collect::<Vec<_>>())
-        .bind::<Array<Nullable<Text>>, _>(changes.iter().map(|c| c.last_error.as_deref()).collect::<Vec<_>>())
-        .bind::<Array<Nullable<Timestamp>>, _>(changes.iter().map(|c| c.completed).collect::<Vec<_>>())
-        .bind::<Array<Nullable<Text>>, _>(changes.iter().map(|c| c.output).collect::<Vec<_>>())
-        .bind::<Array<Nullable<Timestamp>>, _>(
-            changes.iter().map(|c| c.success.map(|a| a.started)).collect::<Vec<_>>(),
-        )
-        .bind::<Array<Nullable<Integer>>, _>(
-            changes.iter().map(|c| c.success.map(|a| a.duration_ms)).collect::<Vec<_>>(),
-        )
-        .bind::<Array<Nullable<Integer>>, _>(
-            changes.iter().map(|c| c.success.and_then(|a| a.status)).collect::<Vec<_>>(),
-        )
-        .bind::<Array<Nullable<Text>>, _>(
-            changes.iter().map(|c| c.success.and_then(|a| a.response.as_deref())).collect::<Vec<_>>(),
-        )
-        .bind::<Array<Nullable<Text>>, _>(changes.iter().map(|c| c.dead_reason).collect::<Vec<_>>())
-        .bind::<Text, _>(owner)
-        .execute(conn)?;
-    Ok(())
 }
 
 /// Writes `changes` on SQLite in padded chunks of a few fixed sizes.
@@ -230,10 +171,11 @@ struct AttemptRow<'a> {
     error: Option<&'a str>,
 }
 
-/// Records a batch of outcomes in one transaction: the invocations' new states in a few batch
-/// updates (applied only where `owner` still holds the lease: a worker whose lease expired does
-/// not overrule the one that took over), a row in `attempts` for each failed attempt, and the
-/// subscriptions a 410 switched off.
+/// Records a batch of outcomes: the invocations' new states (applied only where `owner` still
+/// holds the lease: a worker whose lease expired does not overrule the one that took over), a
+/// row in `attempts` for each failed attempt, and the subscriptions a 410 switched off. Atomic
+/// by itself: on PostgreSQL one statement unless a subscription is switched off, else one
+/// transaction.
 pub fn record(
     conn: &mut AnyConnection,
     owner: &str,
@@ -241,31 +183,77 @@ pub fn record(
     now: NaiveDateTime,
 ) -> Result<(), StoreError> {
     let changes: Vec<Change> = outcomes.iter().map(|o| Change::of(o, now)).collect();
+    let failures: Vec<AttemptRow> = outcomes
+        .iter()
+        .filter(|o| o.failed())
+        .map(|o| AttemptRow {
+            id: uuid::Uuid::now_v7().to_string(),
+            invocation_id: o.invocation.as_str(),
+            attempt: o.attempt.attempt,
+            started: o.attempt.started,
+            duration_ms: o.attempt.duration_ms,
+            status: o.attempt.status,
+            response: o.attempt.response.as_deref(),
+            error: o.attempt.error.as_deref(),
+        })
+        .collect();
+    let disables: Vec<_> = outcomes.iter().filter_map(|o| o.disable.as_ref()).collect();
+    if let AnyConnection::Postgresql(pg) = conn
+        && disables.is_empty()
+    {
+        return pg_record(pg, &changes, &failures, owner, now);
+    }
     write_transaction(conn, |conn| {
         match conn {
-            AnyConnection::Sqlite(c) => sqlite_update(c, &changes, owner, now)?,
-            AnyConnection::Postgresql(c) => pg_update(c, &changes, owner, now)?,
+            AnyConnection::Sqlite(c) => {
+                sqlite_update(c, &changes, owner, now)?;
+                insert_rows!(conn, attempts::table, failures);
+            }
+            AnyConnection::Postgresql(c) => pg_record(c, &changes, &failures, owner, now)?,
         }
-        let failures: Vec<AttemptRow> = outcomes
-            .iter()
-            .filter(|o| o.failed())
-            .map(|o| AttemptRow {
-                id: uuid::Uuid::now_v7().to_string(),
-                invocation_id: o.invocation.as_str(),
-                attempt: o.attempt.attempt,
-                started: o.attempt.started,
-                duration_ms: o.attempt.duration_ms,
-                status: o.attempt.status,
-                response: o.attempt.response.as_deref(),
-                error: o.attempt.error.as_deref(),
-            })
-            .collect();
-        insert_rows!(conn, attempts::table, failures);
-        for (subscription, reason) in outcomes.iter().filter_map(|o| o.disable.as_ref()) {
+        for (subscription, reason) in disables {
             super::subscriptions::disable(conn, subscription, reason, now)?;
         }
         Ok(())
     })
+}
+
+/// Records `changes` and `failures` on PostgreSQL in one statement.
+fn pg_record(
+    conn: &mut diesel::PgConnection,
+    changes: &[Change],
+    failures: &[AttemptRow],
+    owner: &str,
+    now: NaiveDateTime,
+) -> Result<(), StoreError> {
+    let mut c = ChangeColumns::default();
+    for change in changes {
+        c.id.push(change.id);
+        c.state.push(change.state);
+        c.attempts.push(change.attempts);
+        c.next_attempt_at.push(change.next_attempt_at);
+        c.last_error.push(change.last_error.as_deref());
+        c.completed.push(change.completed);
+        c.output.push(change.output);
+        c.success_started.push(change.success.map(|a| a.started));
+        c.success_duration_ms.push(change.success.map(|a| a.duration_ms));
+        c.success_status.push(change.success.and_then(|a| a.status));
+        c.success_response.push(change.success.and_then(|a| a.response.as_deref()));
+        c.dead_reason.push(change.dead_reason);
+    }
+    let mut a = AttemptColumns::default();
+    for f in failures {
+        a.id.push(f.id.clone());
+        a.invocation_id.push(f.invocation_id);
+        a.attempt.push(f.attempt);
+        a.started.push(f.started);
+        a.duration_ms.push(f.duration_ms);
+        a.status.push(f.status);
+        a.response.push(f.response);
+        a.error.push(f.error);
+    }
+    RecordOutcomes { now, owner, changes: c, failures: a }.execute(conn)?;
+    Ok(())
 }
 
 fn last_error(a: &Attempt) -> Option<String> {
@@ -290,12 +278,9 @@ mod tests {
     }
 
     #[test]
-    fn the_batch_updates_name_their_columns_and_number_their_parameters() {
+    fn the_sqlite_batch_update_names_its_columns_and_numbers_its_parameters() {
         let sqlite = build_sqlite_update_sql(2);
         assert!(sqlite.contains("state = v.column2,") && sqlite.contains("dead_reason = v.column12,"));
         assert_eq!(sqlite.matches('?').count(), 2 * CHANGE_COLUMNS.len() + 2, "{sqlite}");
-        let pg = pg_update_sql();
-        assert!(pg.contains("state = v.state,") && pg.contains("AS v (id, state, attempts,"), "{pg}");
-        assert!(pg.ends_with("lease_owner = $14"), "{pg}");
     }
 }

@@ -33,7 +33,7 @@ impl Cached {
     const ALL: [Self; 3] = [Self::Clients, Self::Triggers, Self::Subscriptions];
 
     /// The row of `revisions` that counts its changes.
-    fn name(self) -> &'static str {
+    pub(super) fn name(self) -> &'static str {
         match self {
             Self::Clients => "clients",
             Self::Triggers => "triggers",

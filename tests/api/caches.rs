@@ -98,3 +98,36 @@ async fn a_secret_rotated_by_another_instance_signs_the_next_deliveries_of_this_
     })
     .await;
 }
+
+#[actix_web::test]
+async fn a_publish_right_after_another_instance_subscribes_reaches_the_new_subscription() {
+    let this = TestApp::spawn().await;
+    let other = TestApp::spawn_on(this.db.clone(), |_| {}).await;
+    let subscribed = |body: &Value| -> Vec<String> {
+        body.as_array().unwrap().iter().map(|i| i["subscriptionId"].as_str().unwrap().to_owned()).collect()
+    };
+    let first = this.subscribe_url("http://127.0.0.1:9/first").await;
+    for n in 0..3 {
+        // Publishing keeps the trigger's subscribers.
+        let body: Value = this
+            .publish("test:fire-and-forget", json!({"identityId": format!("a{n}")}))
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(subscribed(&body), [first["id"].as_str().unwrap()]);
+    }
+    for round in 0..5 {
+        let added = other.subscribe_url(&format!("http://127.0.0.1:9/added-{round}")).await;
+        // No pause: the publish checks that the subscribers it kept are still current.
+        let body: Value = this
+            .publish("test:fire-and-forget", json!({"identityId": format!("b{round}")}))
+            .await
+            .json()
+            .await
+            .unwrap();
+        let got = subscribed(&body);
+        assert_eq!(got.len(), round + 2, "{got:?}");
+        assert!(got.iter().any(|id| id == added["id"].as_str().unwrap()), "{got:?}");
+    }
+}
