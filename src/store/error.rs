@@ -30,6 +30,10 @@ pub enum StoreError {
     Commit(String),
     #[error("the database writer has stopped")]
     WriterGone,
+    /// What a write was computed from changed before it ran; it stored nothing and may be
+    /// computed again.
+    #[error("the data this write was computed from changed")]
+    Moved,
     #[error("blocking task failed")]
     Join(#[from] tokio::task::JoinError),
 }

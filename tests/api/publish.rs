@@ -145,3 +145,27 @@ async fn an_idempotency_key_replays_the_first_answer_and_refuses_a_different_bod
     assert_ne!(after, first, "an expired key is forgotten");
     assert_eq!(pending(&app), 2);
 }
+
+#[actix_web::test]
+async fn a_publish_with_more_invocations_than_one_statement_takes_stores_every_one() {
+    let app = TestApp::spawn().await;
+    for n in 0..40 {
+        app.subscribe("test:fire-and-forget", json!({"name": format!("s{n}")})).await;
+    }
+    let batch: Vec<Value> = (0..30)
+        .map(|i| json!({"triggerId": "test:fire-and-forget", "input": {"identityId": format!("e{i}")}}))
+        .collect();
+    let response = app.post("/trigger-invocations/v1/start", &Value::Array(batch)).await;
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    let per_event = body.as_array().unwrap();
+    assert_eq!(per_event.len(), 30);
+    assert!(per_event.iter().all(|list| list.as_array().unwrap().len() == 40), "{body}");
+    let ids: std::collections::BTreeSet<&str> = per_event
+        .iter()
+        .flat_map(|list| list.as_array().unwrap())
+        .map(|i| i["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 1200, "30 events to 40 subscriptions");
+    assert_eq!(pending(&app), 1200);
+}
