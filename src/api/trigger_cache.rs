@@ -14,6 +14,7 @@ use crate::store::{self, Store, StoreError};
 /// The longest a trigger is trusted from memory.
 const KEEP_FOR: Duration = Duration::from_secs(60);
 
+#[derive(Debug)]
 struct Kept {
     trigger: Arc<Trigger>,
     /// The count of trigger changes when it was read.
@@ -21,15 +22,9 @@ struct Kept {
     read: Instant,
 }
 
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct TriggerCache {
     kept: Mutex<HashMap<String, Kept>>,
-}
-
-impl std::fmt::Debug for TriggerCache {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("TriggerCache")
-    }
 }
 
 impl TriggerCache {

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::helpers::TestApp;
-use crate::sink::Sink;
+use crate::sink::{Received, Sink};
 
 /// Polls `check` until it holds, failing after `within`.
 async fn soon(within: Duration, what: &str, mut check: impl AsyncFnMut() -> bool) -> Duration {
@@ -44,16 +44,40 @@ async fn a_trigger_changed_by_another_instance_is_checked_anew_by_this_one_withi
     assert_eq!(ok.status(), 200);
 }
 
-#[actix_web::test]
-async fn a_subscription_moved_by_another_instance_is_delivered_to_its_new_url_within_a_second() {
+/// A delivering instance and another on its database, a subscription of the first to `path` of
+/// a local subscriber, and its first delivery.
+async fn delivering_pair(path: &str) -> (TestApp, TestApp, Sink, String, Received) {
     let this = TestApp::spawn_with(|s| s.workers = 1).await;
     let other = TestApp::spawn_on(this.db.clone(), |_| {}).await;
     let sink = Sink::start();
-    let subscription = this.subscribe_url(&sink.url("/old")).await;
+    let subscription = this.subscribe_url(&sink.url(path)).await;
     let id = subscription["id"].as_str().unwrap().to_owned();
     this.publish("test:fire-and-forget", json!({"identityId": "a"})).await;
-    let got = sink.wait_for(1, Duration::from_secs(5)).await;
-    assert_eq!(got[0].path, "/old");
+    let first = sink.wait_for(1, Duration::from_secs(5)).await.remove(0);
+    (this, other, sink, id, first)
+}
+
+/// Publishes one event at a time until the latest delivery passes `check`; how long it took.
+async fn deliver_until(
+    this: &TestApp,
+    sink: &Sink,
+    what: &str,
+    check: impl Fn(&Received) -> bool,
+) -> Duration {
+    let mut published = sink.received().len();
+    soon(Duration::from_secs(2), what, async || {
+        published += 1;
+        this.publish("test:fire-and-forget", json!({"identityId": "b"})).await;
+        let got = sink.wait_for(published, Duration::from_secs(2)).await;
+        got.last().is_some_and(&check)
+    })
+    .await
+}
+
+#[actix_web::test]
+async fn a_subscription_moved_by_another_instance_is_delivered_to_its_new_url_within_a_second() {
+    let (this, other, sink, id, first) = delivering_pair("/old").await;
+    assert_eq!(first.path, "/old");
 
     let moved = other
         .patch(
@@ -63,40 +87,20 @@ async fn a_subscription_moved_by_another_instance_is_delivered_to_its_new_url_wi
         .await;
     assert_eq!(moved.status(), 200, "{}", moved.text().await.unwrap());
 
-    let mut published = 1;
-    let took = soon(Duration::from_secs(2), "the new url", async || {
-        published += 1;
-        this.publish("test:fire-and-forget", json!({"identityId": "b"})).await;
-        let got = sink.wait_for(published, Duration::from_secs(2)).await;
-        got.last().is_some_and(|r| r.path == "/new")
-    })
-    .await;
+    let took = deliver_until(&this, &sink, "the new url", |r| r.path == "/new").await;
     assert!(took < Duration::from_secs(1), "{took:?}");
 }
 
 #[actix_web::test]
 async fn a_secret_rotated_by_another_instance_signs_the_next_deliveries_of_this_one() {
-    let this = TestApp::spawn_with(|s| s.workers = 1).await;
-    let other = TestApp::spawn_on(this.db.clone(), |_| {}).await;
-    let sink = Sink::start();
-    let subscription = this.subscribe_url(&sink.url("/h")).await;
-    let id = subscription["id"].as_str().unwrap().to_owned();
-    this.publish("test:fire-and-forget", json!({"identityId": "a"})).await;
-    let first = sink.wait_for(1, Duration::from_secs(5)).await;
-    let signatures = |r: &crate::sink::Received| r.headers["webhook-signature"].split(' ').count();
-    assert_eq!(signatures(&first[0]), 1, "one secret, one signature");
+    let (this, other, sink, id, first) = delivering_pair("/h").await;
+    let signatures = |r: &Received| r.headers["webhook-signature"].split(' ').count();
+    assert_eq!(signatures(&first), 1, "one secret, one signature");
 
     let rotated = other.post(&format!("/trigger-subscriptions/v1/{id}/rotate-secret"), &json!({})).await;
     assert_eq!(rotated.status(), 200, "{}", rotated.text().await.unwrap());
 
-    let mut published = 1;
-    soon(Duration::from_secs(2), "the rotated secret", async || {
-        published += 1;
-        this.publish("test:fire-and-forget", json!({"identityId": "b"})).await;
-        let got = sink.wait_for(published, Duration::from_secs(2)).await;
-        got.last().is_some_and(|r| signatures(r) == 2)
-    })
-    .await;
+    deliver_until(&this, &sink, "the rotated secret", |r| signatures(r) == 2).await;
 }
 
 #[actix_web::test]
