@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Runs third-party clients against a freshly started hookgate: SailPoint's Python SDK (both
-# majors), the standardwebhooks verifier on a real delivery, and schemathesis (openapi.yaml: no
-# 500s, every response as documented, 405 with Allow).
+# majors), the standardwebhooks verifier on a real delivery, inbound webhooks signed by the
+# senders' own libraries (npm: standardwebhooks, @octokit/webhooks-methods, stripe), and
+# schemathesis (openapi.yaml: no 500s, every response as documented, 405 with Allow).
 # Usage: contract/run.sh [DATABASE_URL]   (default: a temporary SQLite file)
-# Needs a built target/debug/hookgate (cargo build) and python3.
+# Needs a built target/debug/hookgate (cargo build), python3, and Node.js with npm.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 bin="$root/target/debug/hookgate"
@@ -22,6 +23,9 @@ py2=$(venv sdk2 'sailpoint>=2.1,<3')
 pysw=$(venv standardwebhooks 'standardwebhooks>=1.0,<2')
 py1=$(venv sdk1 'sailpoint==1.4.2')
 st=$(dirname "$(venv schemathesis 'schemathesis>=4.3,<5')")/schemathesis
+if [ ! -d "$root/contract/node_modules/stripe" ]; then
+    (cd "$root/contract" && npm ci --silent --no-audit --no-fund)
+fi
 
 export HOOKGATE_DATABASE_URL="${1:-$work/hookgate.db}"
 export HOOKGATE_LOG=warn
@@ -49,6 +53,8 @@ start_server 1 127.0.0.1/32
 "$py1" "$root/contract/sailpoint_sdk.py" || status=1
 echo "standardwebhooks verifies a real delivery"
 "$pysw" "$root/contract/standard_webhooks.py" || status=1
+echo "inbound webhooks signed by the senders' own libraries"
+node "$root/contract/inbound_webhooks.mjs" || status=1
 
 # Phase 2: schemathesis, with no delivery loops: it creates subscriptions to arbitrary URLs,
 # which must never be contacted. Waits are capped below schemathesis's 10 s request timeout.

@@ -62,7 +62,8 @@ impl Application {
         let port = listener.local_addr()?.port();
         let max_body_size = settings.max_body_size;
         let callback_base = settings.callback_base(port);
-        let dispatcher = Arc::new(Dispatcher::new(store.clone(), clock.clone(), &settings, callback_base)?);
+        let dispatcher =
+            Arc::new(Dispatcher::new(store.clone(), clock.clone(), &settings, callback_base.clone())?);
         let (stop_workers, stopped) = tokio::sync::watch::channel(false);
         let mut workers = Vec::new();
         let checkpoints = store.clone();
@@ -79,6 +80,8 @@ impl Application {
         if settings.scheduler {
             workers.push(actix_web::rt::spawn(scheduler.clone().run(stopped.clone())));
         }
+        let tally = Arc::new(crate::sources::Tally::default());
+        workers.push(actix_web::rt::spawn(tally.clone().run(store.clone(), stopped.clone())));
         let state = web::Data::new(AppState {
             store: store.clone(),
             clock,
@@ -86,6 +89,9 @@ impl Application {
             intake: dispatcher.intake(),
             publisher,
             triggers: crate::api::TriggerCache::default(),
+            sources: crate::api::SourceCache::default(),
+            tally,
+            public_base: callback_base.clone(),
             tokens: crate::api::TokenCache::default(),
             schemas: crate::domain::schema::Schemas::default(),
         });

@@ -8,16 +8,18 @@ mod complete;
 mod dead_letters;
 pub mod error;
 mod health;
+mod hooks;
 mod invocations;
+mod kept;
 mod list;
 mod oauth;
 mod patch;
 mod publish;
 mod replay;
+mod sources;
 mod subscriptions;
 mod telemetry;
 mod token_cache;
-mod trigger_cache;
 mod triggers;
 
 pub use telemetry::request_span;
@@ -34,8 +36,8 @@ use error::ApiError;
 
 /// Timestamps as SailPoint writes them: ISO-8601 UTC with milliseconds.
 pub use crate::domain::time::iso;
+pub use kept::{SourceCache, TriggerCache};
 pub use token_cache::TokenCache;
-pub use trigger_cache::TriggerCache;
 
 /// Deserialises a JSON body into a wire type; errors name the offending field.
 pub fn parse_body<T: serde::de::DeserializeOwned>(body: serde_json::Value) -> Result<T, ApiError> {
@@ -94,7 +96,13 @@ pub struct AppState {
     /// Commits publishes, several at once under load, and hands what they create to the intake.
     pub publisher: Arc<crate::delivery::Publisher>,
     /// Triggers as publishing reads them.
-    pub triggers: trigger_cache::TriggerCache,
+    pub triggers: kept::TriggerCache,
+    /// Sources as their inbound route reads them.
+    pub sources: kept::SourceCache,
+    /// What each source received, fired and refused, until it is written.
+    pub tally: Arc<crate::sources::Tally>,
+    /// The base of the URLs this instance is reached at (`public_url`, else its own address).
+    pub public_base: String,
     /// Bearer tokens found valid, trusted until a client is revoked anywhere.
     pub tokens: token_cache::TokenCache,
     /// Compiled trigger schemas, by trigger id and version.
@@ -154,8 +162,7 @@ macro_rules! routes {
     ) => {
         /// Every route as `(METHOD, path)`, in actix path syntax.
         pub fn routes() -> Vec<(&'static str, String)> {
-            let mut out = Vec::new();
-            $( $( out.push((stringify!($rm), $rpath.to_owned())); )* )*
+            let mut out = vec![$( $( (stringify!($rm), $rpath.to_owned()), )* )*];
             for prefix in PREFIXES {
                 $( $( out.push((stringify!($m), versioned_path(prefix, $res, $rest))); )* )*
             }
@@ -188,6 +195,8 @@ routes! {
         "/oauth/token" => { POST => oauth::token }
         "/health/live" => { GET => health::live }
         "/health/ready" => { GET => health::ready }
+        "/hooks/v1/{id}" => { POST => hooks::receive, GET => hooks::receive }
+        "/hooks/v1/{id}/{token}" => { POST => hooks::receive, GET => hooks::receive }
     }
     versioned {
         ("triggers", "") => { GET => triggers::list, POST => triggers::create }
@@ -210,6 +219,11 @@ routes! {
         ("trigger-invocations", "/{id}/complete") => { POST => complete::complete }
         ("dead-letters", "") => { GET => dead_letters::list }
         ("dead-letters", "/replay") => { POST => dead_letters::replay }
+        ("sources", "") => { GET => sources::list, POST => sources::create }
+        ("sources", "/{id}") => {
+            GET => sources::get, PUT => sources::replace, PATCH => sources::patch, DELETE => sources::delete
+        }
+        ("sources", "/{id}/rejections") => { GET => sources::rejections }
     }
 }
 

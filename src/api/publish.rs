@@ -42,17 +42,17 @@ struct StartInvocationInput {
 #[derive(Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct InvocationOut {
-    id: String,
+    pub(super) id: String,
     trigger_id: String,
     subscription_id: String,
     secret: String,
     content_json: Value,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    state: Option<InvocationState>,
+    pub(super) state: Option<InvocationState>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    output: Option<Value>,
+    pub(super) output: Option<Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    error: Option<String>,
+    pub(super) error: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     completed: Option<String>,
 }
@@ -97,7 +97,7 @@ impl WaitParam {
 }
 
 /// Waits up to `wait` for every invocation in `lists` to finish, then fills in how each ended.
-async fn await_results(
+pub(super) async fn await_results(
     state: &AppState,
     mut lists: Vec<Vec<InvocationOut>>,
     wait: Duration,
@@ -184,7 +184,7 @@ pub async fn start(
     let published = state.publisher.publish(drafts, key, state.clock.now()).await?;
     let (lists, replayed) = match published {
         Published::Created(invocations) => (invocations, false),
-        Published::Replayed(invocations) => (invocations, true),
+        Published::Replayed(invocations, _) => (invocations, true),
         Published::ReplayedBody(body) => return Ok(respond(body, true)),
         Published::KeyReused => {
             return Err(ApiError::Conflict(
@@ -215,6 +215,51 @@ fn respond(body: String, replayed: bool) -> HttpResponse {
     response.body(body)
 }
 
+/// The trigger `raw` names, if it exists and is enabled.
+pub(super) async fn live_trigger(state: &AppState, raw: &str) -> Result<Arc<Trigger>, ApiError> {
+    let unknown = || ApiError::bad_request(format!("triggerId '{raw}' does not name a trigger"));
+    let id: TriggerId = raw.parse().map_err(|_| unknown())?;
+    let trigger = state.triggers.get(&state.store, &id).await.map_err(|e| match e {
+        StoreError::NotFound => unknown(),
+        other => other.into(),
+    })?;
+    if !trigger.enabled {
+        return Err(ApiError::Conflict(format!(
+            "trigger '{}' is disabled; enable it to publish",
+            trigger.id
+        )));
+    }
+    Ok(trigger)
+}
+
+/// Checks `input` against the trigger's input schema (422 naming the path; `at` says which
+/// event of a batch) and makes the draft to publish.
+pub(super) fn draft_of(
+    state: &AppState,
+    trigger: &Trigger,
+    input: Map<String, Value>,
+    content_json: &Value,
+    at: &str,
+) -> Result<Draft, ApiError> {
+    let input = Value::Object(input);
+    let problems = state.schemas.problems(trigger, Side::Input, &input).map_err(ApiError::internal)?;
+    if let Some(first) = problems.first() {
+        return Err(ApiError::Unprocessable {
+            message: format!("{at}the input does not match the input schema of '{}': {first}", trigger.id),
+            causes: problems,
+        });
+    }
+    let Value::Object(input_map) = &input else { unreachable!("input is an object") };
+    let payload = Value::Object(merge_params(&trigger.params, input_map));
+    Ok(Draft {
+        event_id: crate::domain::event::new_event_id(),
+        trigger_id: trigger.id.clone(),
+        input: input.to_string(),
+        content_json: content_json.to_string(),
+        payload,
+    })
+}
+
 /// Checks every event against its trigger: known, enabled, input valid for its schema.
 /// Returns the drafts, and each event's `contentJson` as the answer shows it.
 async fn check_all(
@@ -226,50 +271,16 @@ async fn check_all(
     ids.dedup();
     let mut triggers: HashMap<String, Arc<Trigger>> = HashMap::new();
     for raw in ids {
-        let id: TriggerId = raw
-            .parse()
-            .map_err(|_| ApiError::bad_request(format!("triggerId '{raw}' does not name a trigger")))?;
-        let trigger = state.triggers.get(&state.store, &id).await.map_err(|e| match e {
-            StoreError::NotFound => {
-                ApiError::bad_request(format!("triggerId '{raw}' does not name a trigger"))
-            }
-            other => other.into(),
-        })?;
-        if !trigger.enabled {
-            return Err(ApiError::Conflict(format!(
-                "trigger '{}' is disabled; enable it to publish",
-                trigger.id
-            )));
-        }
+        let trigger = live_trigger(state, &raw).await?;
         triggers.insert(raw, trigger);
     }
     items
         .into_iter()
         .enumerate()
         .map(|(index, item)| {
-            let trigger = &triggers[&item.trigger_id];
-            let input = Value::Object(item.input);
-            let problems =
-                state.schemas.problems(trigger, Side::Input, &input).map_err(ApiError::internal)?;
-            if let Some(first) = problems.first() {
-                let at = if index > 0 { format!("event {index}: ") } else { String::new() };
-                return Err(ApiError::Unprocessable {
-                    message: format!(
-                        "{at}the input does not match the input schema of '{}': {first}",
-                        trigger.id
-                    ),
-                    causes: problems,
-                });
-            }
-            let Value::Object(input_map) = &input else { unreachable!("input is an object") };
-            let payload = Value::Object(merge_params(&trigger.params, input_map));
+            let at = if index > 0 { format!("event {index}: ") } else { String::new() };
             let content = Value::Object(item.content_json.unwrap_or_default());
-            let draft = Draft {
-                trigger_id: trigger.id.clone(),
-                input: input.to_string(),
-                content_json: content.to_string(),
-                payload,
-            };
+            let draft = draft_of(state, &triggers[&item.trigger_id], item.input, &content, &at)?;
             Ok((draft, content))
         })
         .collect::<Result<Vec<_>, _>>()

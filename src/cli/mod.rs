@@ -6,6 +6,7 @@ mod client;
 mod invocations;
 mod remote;
 mod resources;
+mod sources;
 mod subscriptions;
 
 pub use remote::{CliError, Exit};
@@ -59,6 +60,9 @@ enum Command {
     /// Inspect and replay invocations (over the HTTP API).
     #[command(subcommand)]
     Invocation(invocations::InvocationCommand),
+    /// Manage event sources, such as inbound webhooks (over the HTTP API).
+    #[command(subcommand)]
+    Source(sources::SourceCommand),
     /// List and replay dead letters (over the HTTP API).
     #[command(subcommand, name = "dead-letter")]
     DeadLetter(invocations::DeadLetterCommand),
@@ -95,6 +99,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         command @ (Command::Trigger(_)
         | Command::Subscription(_)
         | Command::Invocation(_)
+        | Command::Source(_)
         | Command::DeadLetter(_)) => remote(&settings, &cli.connection, command),
     }
 }
@@ -117,6 +122,7 @@ fn remote(settings: &Settings, connection: &remote::Connection, command: Command
             Command::Subscription(c) => subscriptions::subscription(&remote, c, json).await,
             Command::Invocation(c) => invocations::invocation(&remote, c, json).await,
             Command::DeadLetter(c) => invocations::dead_letter(&remote, c, json).await,
+            Command::Source(c) => sources::source(&remote, c, json).await,
             Command::Serve { .. } | Command::Migrate | Command::Client(_) | Command::Bench(_) => Ok(()),
         }
     })

@@ -11,7 +11,6 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use super::Shutdown;
 use super::intake::{Intake, Reservation};
-use crate::domain::invocation::Invocation;
 use crate::store::events::{self, Draft, Offer, Published};
 use crate::store::idempotency::IdempotencyKey;
 use crate::store::queue::Claimed;
@@ -25,10 +24,11 @@ const MAX_EVENTS: usize = 1024;
 /// Groups written at once: one fills while another commits.
 const GROUPS_AT_ONCE: usize = 2;
 
-type Answer = oneshot::Sender<Result<Vec<Vec<Invocation>>, StoreError>>;
+type Answer = oneshot::Sender<Result<Published, StoreError>>;
 
 struct Request {
     drafts: Vec<Draft>,
+    key: Option<IdempotencyKey>,
     now: NaiveDateTime,
     answer: Answer,
 }
@@ -56,42 +56,20 @@ impl Publisher {
     }
 
     /// Stores `drafts` and their invocations, and hands those created in flight to the
-    /// dispatcher. A keyed request is written on its own (its key is checked in the same
-    /// transaction); the others join the next group. Without a running loop ([`Publisher::run`])
-    /// each request is its own group.
+    /// dispatcher. The request joins the next group; a keyed one has its key checked and
+    /// remembered in the group's transaction. Without a running loop ([`Publisher::run`]) each
+    /// request is its own group.
     pub async fn publish(
         &self,
         drafts: Vec<Draft>,
         key: Option<IdempotencyKey>,
         now: NaiveDateTime,
     ) -> Result<Published, StoreError> {
-        if let Some(key) = key {
-            return self.publish_keyed(drafts, key, now).await;
-        }
         let (answer, answered) = oneshot::channel();
-        if let Err(mpsc::error::SendError(request)) = self.queue.send(Request { drafts, now, answer }) {
+        if let Err(mpsc::error::SendError(request)) = self.queue.send(Request { drafts, key, now, answer }) {
             self.commit(vec![request]).await;
         }
-        let lists = answered.await.map_err(|_| StoreError::WriterGone)??;
-        Ok(Published::Created(lists))
-    }
-
-    async fn publish_keyed(
-        &self,
-        drafts: Vec<Draft>,
-        key: IdempotencyKey,
-        now: NaiveDateTime,
-    ) -> Result<Published, StoreError> {
-        let subscribers = self.subscribers.clone();
-        let (published, leased, room) = self
-            .write_offered(now, Writing::Transaction, move |c, offer| {
-                events::publish_keyed(c, &drafts, &key, now, offer, &subscribers)
-            })
-            .await?;
-        if matches!(published, Published::Created(_)) {
-            self.hand_off(room, leased);
-        }
-        Ok(published)
+        answered.await.map_err(|_| StoreError::WriterGone)?
     }
 
     /// Commits queued publishes in groups until `shutdown`, then those still queued.
@@ -130,13 +108,13 @@ impl Publisher {
     /// request is written alone, so one that cannot be stored does not take the others with it.
     async fn commit(&self, group: Vec<Request>) {
         let Some(now) = group.iter().map(|r| r.now).max() else { return };
-        let (drafts, answers): (Vec<Vec<Draft>>, Vec<Answer>) =
-            group.into_iter().map(|r| (r.drafts, r.answer)).unzip();
-        let drafts = Arc::new(drafts);
-        match self.write(drafts.clone(), now).await {
-            Ok(lists) => {
-                for (answer, list) in answers.into_iter().zip(lists) {
-                    let _ = answer.send(Ok(list));
+        let (requests, answers): (Vec<events::Request>, Vec<Answer>) =
+            group.into_iter().map(|r| ((r.drafts, r.key), r.answer)).unzip();
+        let requests = Arc::new(requests);
+        match self.write(requests.clone(), now).await {
+            Ok(published) => {
+                for (answer, one) in answers.into_iter().zip(published) {
+                    let _ = answer.send(Ok(one));
                 }
             }
             Err(e) if answers.len() == 1 => {
@@ -145,9 +123,9 @@ impl Publisher {
             Err(e) => {
                 tracing::debug!(error = %e, requests = answers.len(), "a publish group failed; writing each alone");
                 let alone = answers.into_iter().enumerate().map(|(i, answer)| {
-                    let one = Arc::new(vec![drafts[i].clone()]);
+                    let one = Arc::new(vec![requests[i].clone()]);
                     async move {
-                        let result = self.write(one, now).await.map(|mut lists| lists.remove(0));
+                        let result = self.write(one, now).await.map(|mut published| published.remove(0));
                         let _ = answer.send(result);
                     }
                 });
@@ -156,20 +134,31 @@ impl Publisher {
         }
     }
 
-    /// One write for `requests`; per request, per event, the invocations it created.
+    /// One write for `requests`; per request, what it published. Without keys it is one
+    /// statement on PostgreSQL; keys need a transaction, which reads and writes them.
     async fn write(
         &self,
-        requests: Arc<Vec<Vec<Draft>>>,
+        requests: Arc<Vec<events::Request>>,
         now: NaiveDateTime,
-    ) -> Result<Vec<Vec<Vec<Invocation>>>, StoreError> {
+    ) -> Result<Vec<Published>, StoreError> {
         let subscribers = self.subscribers.clone();
-        let (lists, leased, room) = self
-            .write_offered(now, Writing::Atomic, move |c, offer| {
-                events::publish_together(c, &requests, now, offer, &subscribers)
+        let (published, leased, room) = if requests.iter().any(|(_, key)| key.is_some()) {
+            self.write_offered(now, Writing::Transaction, move |c, offer| {
+                events::publish_group(c, &requests, now, offer, &subscribers)
             })
-            .await?;
+            .await?
+        } else {
+            let (lists, leased, room) = self
+                .write_offered(now, Writing::Atomic, move |c, offer| {
+                    let drafts: Vec<&[Draft]> =
+                        requests.iter().map(|(drafts, _)| drafts.as_slice()).collect();
+                    events::publish_together(c, &drafts, now, offer, &subscribers)
+                })
+                .await?;
+            (lists.into_iter().map(Published::Created).collect(), leased, room)
+        };
         self.hand_off(room, leased);
-        Ok(lists)
+        Ok(published)
     }
 
     /// Runs `publish` as a write, offering it room from the intake; returns what it returned,
@@ -213,7 +202,7 @@ impl Publisher {
 
 /// How a publish is written.
 enum Writing {
-    /// Its statements need a transaction (a keyed publish reads and writes its key).
+    /// Its statements need a transaction (keyed publishes read and write their keys).
     Transaction,
     /// It is atomic by itself ([`events::publish_together`]).
     Atomic,

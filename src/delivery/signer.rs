@@ -21,9 +21,7 @@ impl std::fmt::Debug for SigningKey {
 impl SigningKey {
     /// Decodes `whsec_<base64>` (the prefix is optional, as verifiers accept it).
     pub fn from_secret(secret: &Secret) -> Option<Self> {
-        let text = secret.expose();
-        let b64 = text.strip_prefix("whsec_").unwrap_or(text);
-        STANDARD.decode(b64).ok().filter(|k| !k.is_empty()).map(Self)
+        crate::domain::secret::standard_webhooks_key(secret.expose()).map(Self)
     }
 
     pub fn sign(&self, id: &str, timestamp: i64, body: &[u8]) -> String {

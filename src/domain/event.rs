@@ -41,6 +41,11 @@ impl Eligibility {
     }
 }
 
+/// A fresh event id.
+pub fn new_event_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
 /// A subscription an event goes to, and the ordered stream it joins there (`None`: unordered).
 #[derive(Debug, Clone)]
 pub struct Recipient {
@@ -51,6 +56,8 @@ pub struct Recipient {
 /// An event to store, with the subscriptions it goes to.
 #[derive(Debug, Clone)]
 pub struct NewEvent {
+    /// A UUID v7, so events sort by creation.
+    pub id: String,
     pub trigger_id: TriggerId,
     pub kind: InvocationKind,
     pub input: String,
@@ -74,6 +81,7 @@ impl NewEvent {
         subscribers: &[Subscription],
     ) -> Self {
         let mut event = Self {
+            id: new_event_id(),
             trigger_id: trigger_id.clone(),
             kind,
             input,

@@ -72,6 +72,31 @@ impl FromStr for TriggerId {
     }
 }
 
+/// A source id: a slug of 1-64 lowercase letters, digits, `-` and `_`, starting with a letter or
+/// digit. It names the source's inbound URL, so it is chosen to be readable (`stripe-payments`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct SourceId(String);
+
+impl SourceId {
+    pub fn generate() -> Self {
+        Self(format!("src-{}", uuid::Uuid::new_v4().simple()))
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for SourceId {
+    type Err = InvalidId;
+    fn from_str(s: &str) -> Result<Self, InvalidId> {
+        let ok = (1..=64).contains(&s.len())
+            && s.bytes().next().is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+            && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'_'));
+        if ok { Ok(Self(s.to_owned())) } else { Err(InvalidId::new("source", s)) }
+    }
+}
+
 /// An API client id: 32 lowercase hex characters.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
@@ -117,7 +142,7 @@ macro_rules! id_conversions {
         }
     )*};
 }
-id_conversions!(SubscriptionId, InvocationId, TriggerId, ClientId);
+id_conversions!(SubscriptionId, InvocationId, TriggerId, ClientId, SourceId);
 
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("'{value}' is not a valid {kind} id")]
@@ -143,6 +168,16 @@ mod tests {
         assert!("test:fire-and-forget".parse::<TriggerId>().is_ok());
         assert!("has space".parse::<TriggerId>().is_err());
         assert!("".parse::<TriggerId>().is_err());
+    }
+
+    #[test]
+    fn source_ids_are_lowercase_slugs() {
+        assert!("stripe-payments".parse::<SourceId>().is_ok());
+        assert!("gh_1".parse::<SourceId>().is_ok());
+        assert!("Stripe".parse::<SourceId>().is_err());
+        assert!("-lead".parse::<SourceId>().is_err());
+        assert!("a/b".parse::<SourceId>().is_err());
+        assert!(SourceId::generate().as_str().parse::<SourceId>().is_ok());
     }
 
     #[test]

@@ -11,6 +11,7 @@ pub mod schedule;
 pub mod schema;
 pub mod scope;
 pub mod secret;
+pub mod source;
 pub mod subscription;
 pub mod time;
 pub mod trigger;

@@ -7,6 +7,7 @@ pub const INVOCATION_STATUS_MANAGE: &str = "sp:trigger-service-invocation-status
 pub const TRIGGERS_MANAGE: &str = "hookgate:triggers:manage";
 pub const EVENTS_PUBLISH: &str = "hookgate:events:publish";
 pub const DEAD_LETTERS_MANAGE: &str = "hookgate:dead-letters:manage";
+pub const SOURCES_MANAGE: &str = "hookgate:sources:manage";
 /// SailPoint's "all scopes" grant.
 pub const ALL: &str = "sp:scopes:all";
 
@@ -18,6 +19,7 @@ pub const KNOWN: &[&str] = &[
     TRIGGERS_MANAGE,
     EVENTS_PUBLISH,
     DEAD_LETTERS_MANAGE,
+    SOURCES_MANAGE,
     ALL,
 ];
 

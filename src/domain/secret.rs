@@ -32,6 +32,12 @@ fn random_bytes<const N: usize>() -> [u8; N] {
     bytes
 }
 
+/// The key of a Standard Webhooks secret: the base64 after `whsec_` (the prefix is optional, as
+/// verifiers accept it).
+pub fn standard_webhooks_key(secret: &str) -> Option<Vec<u8>> {
+    STANDARD.decode(secret.strip_prefix("whsec_").unwrap_or(secret)).ok().filter(|k| !k.is_empty())
+}
+
 /// A Standard Webhooks signing secret: `whsec_` + base64 of 32 random bytes.
 pub fn new_signing_secret() -> Secret {
     Secret(format!("whsec_{}", STANDARD.encode(random_bytes::<32>())))

@@ -1,6 +1,7 @@
 //! Publishing: one call stores a batch of events, picks their subscribers, honours the
 //! `Idempotency-Key`, and creates the invocations, all in one transaction.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use chrono::NaiveDateTime;
@@ -22,6 +23,8 @@ use diesel::prelude::*;
 /// An event checked against its trigger, ready to publish.
 #[derive(Debug, Clone)]
 pub struct Draft {
+    /// The id the event is stored under ([`crate::domain::event::new_event_id`]).
+    pub event_id: String,
     pub trigger_id: TriggerId,
     pub input: String,
     pub content_json: String,
@@ -34,8 +37,9 @@ pub struct Draft {
 pub enum Published {
     /// Per event, its invocations.
     Created(Vec<Vec<Invocation>>),
-    /// A repeat of a keyed request: per event, the invocations the first one created.
-    Replayed(Vec<Vec<Invocation>>),
+    /// A repeat of a keyed request: per event, the invocations the first one created; and the
+    /// events' ids (empty for a request answered before they were kept).
+    Replayed(Vec<Vec<Invocation>>, Vec<String>),
     /// A repeat of a request answered before answers were kept as ids: the body it was given.
     ReplayedBody(String),
     /// The key was already used for a different request.
@@ -46,32 +50,110 @@ pub enum Published {
 /// flight, handed over in memory); `None` leaves them pending for any instance to claim.
 pub type Offer<'a> = dyn FnMut(usize) -> Option<Lease> + 'a;
 
-/// Publishes `drafts` (real-time events) under an `Idempotency-Key`, in the caller's write
-/// transaction. Also returns the invocations created under the offered lease, with their payload,
-/// for the caller to hand to its dispatcher.
-pub fn publish_keyed(
+/// A publish request: its events, and the `Idempotency-Key` it came with.
+pub type Request = (Vec<Draft>, Option<IdempotencyKey>);
+
+/// What one request of a group becomes.
+enum Plan {
+    Create,
+    /// Its key was answered before.
+    Recalled(Recalled),
+    /// Its key is the same as the earlier request's at this place in the group, for the same request.
+    SameAs(usize),
+    /// Its key is an earlier request's in the group, for a different request.
+    Reused,
+}
+
+/// Publishes several requests, keyed or not, in the caller's write transaction: their keys are
+/// recalled with one read, the new events stored with one insert per table, the new keys
+/// remembered with one insert. A repeated key is answered from what it created the first time
+/// (within the group too). Also returns the invocations created under the offered lease, with
+/// their payload, for the caller to hand to its dispatcher.
+pub fn publish_group(
     conn: &mut AnyConnection,
-    drafts: &[Draft],
-    key: &IdempotencyKey,
+    requests: &[Request],
     now: NaiveDateTime,
     offer: &mut Offer<'_>,
     subscribers: &Subscribers,
-) -> Result<(Published, Vec<Claimed>), StoreError> {
-    match idempotency::recall(conn, key, now)? {
-        Recalled::Same(answered) => {
-            return Ok((Published::Replayed(read_back(conn, &answered)?), Vec::new()));
+) -> Result<(Vec<Published>, Vec<Claimed>), StoreError> {
+    let keys: Vec<&IdempotencyKey> = requests.iter().filter_map(|(_, key)| key.as_ref()).collect();
+    let mut recalled = idempotency::recall_all(conn, &keys, now)?.into_iter();
+    let mut first_of: HashMap<&str, (usize, &str)> = HashMap::new();
+    let mut plans = Vec::with_capacity(requests.len());
+    for (at, (_, key)) in requests.iter().enumerate() {
+        let Some(key) = key else {
+            plans.push(Plan::Create);
+            continue;
+        };
+        match recalled.next() {
+            Some(Recalled::Unknown) | None => {}
+            Some(known) => {
+                plans.push(Plan::Recalled(known));
+                continue;
+            }
         }
-        Recalled::SameBody(body) => return Ok((Published::ReplayedBody(body), Vec::new())),
-        Recalled::Different => return Ok((Published::KeyReused, Vec::new())),
-        Recalled::Unknown => {}
+        plans.push(match first_of.get(key.key.as_str()) {
+            Some(&(first, hash)) if hash == key.request_hash => Plan::SameAs(first),
+            Some(_) => Plan::Reused,
+            None => {
+                first_of.insert(&key.key, (at, &key.request_hash));
+                Plan::Create
+            }
+        });
     }
-    let drafts: Vec<&Draft> = drafts.iter().collect();
-    let (invocations, leased) = create(conn, &drafts, now, offer, subscribers)?;
-    let answered = Answered {
-        events: invocations.iter().map(|l| l.iter().map(|i| i.id.to_string()).collect()).collect(),
+    let drafts: Vec<&Draft> = requests
+        .iter()
+        .zip(&plans)
+        .filter(|(_, plan)| matches!(plan, Plan::Create))
+        .flat_map(|((drafts, _), _)| drafts)
+        .collect();
+    let (per_event, leased) = if drafts.is_empty() {
+        (Vec::new(), Vec::new())
+    } else {
+        create(conn, &drafts, now, offer, subscribers)?
     };
-    idempotency::remember(conn, key, &answered, now)?;
-    Ok((Published::Created(invocations), leased))
+    let mut per_event = per_event.into_iter();
+    let mut created: Vec<Option<Vec<Vec<Invocation>>>> = Vec::with_capacity(requests.len());
+    let mut remembered = Vec::new();
+    for ((drafts, key), plan) in requests.iter().zip(&plans) {
+        if !matches!(plan, Plan::Create) {
+            created.push(None);
+            continue;
+        }
+        let lists: Vec<Vec<Invocation>> = per_event.by_ref().take(drafts.len()).collect();
+        if let Some(key) = key {
+            let answered = Answered {
+                events: lists.iter().map(|l| l.iter().map(|i| i.id.to_string()).collect()).collect(),
+                event_ids: drafts.iter().map(|d| d.event_id.clone()).collect(),
+            };
+            remembered.push((key, answered));
+        }
+        created.push(Some(lists));
+    }
+    idempotency::remember_all(conn, &remembered, now)?;
+    let event_ids = |at: usize| requests[at].0.iter().map(|d| d.event_id.clone()).collect();
+    let mut out = Vec::with_capacity(requests.len());
+    for (at, plan) in plans.into_iter().enumerate() {
+        out.push(match plan {
+            Plan::Create => Published::Created(created[at].take().unwrap_or_default()),
+            Plan::SameAs(first) => Published::Replayed(
+                out.get(first)
+                    .and_then(|p| match p {
+                        Published::Created(lists) => Some(lists.clone()),
+                        _ => None,
+                    })
+                    .unwrap_or_default(),
+                event_ids(first),
+            ),
+            Plan::Reused | Plan::Recalled(Recalled::Different) => Published::KeyReused,
+            Plan::Recalled(Recalled::SameBody(body)) => Published::ReplayedBody(body),
+            Plan::Recalled(Recalled::Same(answered)) => {
+                Published::Replayed(read_back(conn, &answered)?, answered.event_ids)
+            }
+            Plan::Recalled(Recalled::Unknown) => unreachable!("unknown keys are created"),
+        });
+    }
+    Ok((out, leased))
 }
 
 /// Per event, the invocations created; and those created under the offered lease, with their
@@ -85,12 +167,12 @@ pub type Together = (Vec<Vec<Vec<Invocation>>>, Vec<Claimed>);
 /// one statement for both tables). Atomic by itself: it reads the subscribers, then writes once.
 pub fn publish_together(
     conn: &mut AnyConnection,
-    requests: &[Vec<Draft>],
+    requests: &[&[Draft]],
     now: NaiveDateTime,
     offer: &mut Offer<'_>,
     subscribers: &Subscribers,
 ) -> Result<Together, StoreError> {
-    let drafts: Vec<&Draft> = requests.iter().flatten().collect();
+    let drafts: Vec<&Draft> = requests.iter().copied().flatten().collect();
     let (mut per_event, leased) = create(conn, &drafts, now, offer, subscribers)?;
     let mut out = Vec::with_capacity(requests.len());
     for request in requests.iter().rev() {
@@ -116,8 +198,9 @@ fn create(
         let read = subscribers.of(conn, &triggers)?;
         let new_events: Vec<NewEvent> = drafts
             .iter()
-            .map(|draft| {
-                NewEvent::new(
+            .map(|draft| NewEvent {
+                id: draft.event_id.clone(),
+                ..NewEvent::new(
                     InvocationKind::RealTime,
                     &draft.trigger_id,
                     draft.input.clone(),
@@ -188,7 +271,7 @@ fn store_events(
     let mut per_event = Vec::with_capacity(new_events.len());
     let mut held_per_event = Vec::with_capacity(new_events.len());
     for event in new_events {
-        let event_id = uuid::Uuid::now_v7().to_string();
+        let event_id = event.id.clone();
         let first = live_rows.len();
         for recipient in &event.subscriptions {
             live_rows.push(InvocationRow::new(&event_id, recipient, event, now, lease, None));

@@ -241,6 +241,11 @@ pub fn by_ids(conn: &mut AnyConnection, ids: &[&str]) -> Result<Vec<Invocation>,
 }
 
 /// Counts invocations in each state (for tests and metrics).
+/// How many invocations there are, in any state.
+pub fn count_all(conn: &mut AnyConnection) -> Result<i64, StoreError> {
+    Ok(invocations::table.count().get_result(conn)?)
+}
+
 pub fn count_in_state(conn: &mut AnyConnection, state: InvocationState) -> Result<i64, StoreError> {
     Ok(invocations::table.filter(invocations::state.eq(state.as_str())).count().get_result(conn)?)
 }

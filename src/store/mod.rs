@@ -15,6 +15,7 @@ pub mod responses;
 pub mod revisions;
 pub mod schedules;
 mod schema;
+pub mod sources;
 pub mod subscribers;
 pub mod subscriptions;
 pub mod triggers;

@@ -27,10 +27,12 @@ pub enum Cached {
     Triggers,
     /// Subscriptions and their signing secrets, as the dispatcher delivers to them.
     Subscriptions,
+    /// Sources, as their inbound routes check messages against them.
+    Sources,
 }
 
 impl Cached {
-    const ALL: [Self; 3] = [Self::Clients, Self::Triggers, Self::Subscriptions];
+    const ALL: [Self; 4] = [Self::Clients, Self::Triggers, Self::Subscriptions, Self::Sources];
 
     /// The row of `revisions` that counts its changes.
     pub(super) fn name(self) -> &'static str {
@@ -38,6 +40,7 @@ impl Cached {
             Self::Clients => "clients",
             Self::Triggers => "triggers",
             Self::Subscriptions => "subscriptions",
+            Self::Sources => "sources",
         }
     }
 
@@ -76,7 +79,7 @@ impl Signal {
 /// is not trusted. Each [`Store`] has its own, so two instances in one process still learn of
 /// each other's changes only through the database.
 #[derive(Debug, Default)]
-pub struct Known([AtomicU64; 3]);
+pub struct Known([AtomicU64; 4]);
 
 impl Known {
     /// The count of changes of `kind` known so far.

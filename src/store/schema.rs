@@ -180,12 +180,46 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    sources (id) {
+        id -> Text,
+        name -> Text,
+        #[sql_name = "type"]
+        kind -> Text,
+        trigger_id -> Text,
+        enabled -> Bool,
+        input_path -> Nullable<Text>,
+        routes -> Nullable<Text>,
+        config -> Text,
+        hook_token -> Nullable<Text>,
+        received -> BigInt,
+        fired -> BigInt,
+        rejected -> BigInt,
+        last_event_at -> Nullable<Timestamp>,
+        last_error -> Nullable<Text>,
+        created -> Timestamp,
+        updated -> Timestamp,
+    }
+}
+
+diesel::table! {
+    source_rejections (id) {
+        id -> Text,
+        source_id -> Text,
+        at -> Timestamp,
+        reason -> Text,
+        message -> Text,
+        excerpt -> Text,
+    }
+}
+
 diesel::joinable!(invocations -> events (event_id));
 diesel::joinable!(attempts -> invocations (invocation_id));
 diesel::joinable!(replays -> invocations (invocation_id));
 diesel::joinable!(subscriptions -> triggers (trigger_id));
 diesel::joinable!(subscription_secrets -> subscriptions (subscription_id));
 diesel::joinable!(api_tokens -> api_clients (client_id));
+diesel::joinable!(source_rejections -> sources (source_id));
 diesel::allow_tables_to_appear_in_same_query!(
     meta,
     triggers,
@@ -200,5 +234,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     replays,
     schedule_ticks,
     instances,
-    revisions
+    revisions,
+    sources,
+    source_rejections
 );

@@ -144,6 +144,10 @@ pub fn delete(conn: &mut AnyConnection, id: &TriggerId) -> Result<(), StoreError
                 "trigger '{id}' has {used} subscription(s); delete them first"
             )));
         }
+        let fed = super::sources::count_for_trigger(conn, id)?;
+        if fed > 0 {
+            return Err(StoreError::InUse(format!("trigger '{id}' has {fed} source(s); delete them first")));
+        }
         diesel::delete(triggers::table.find(id.as_str())).execute(conn)?;
         revisions::changed(conn, Cached::Triggers)
     })

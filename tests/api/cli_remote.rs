@@ -197,3 +197,49 @@ async fn exit_codes_say_what_went_wrong() {
     let forbidden = run(&app.address, Some((&reader.0, &reader.1)), &["trigger", "create", "x:y"]).await;
     assert!(failed(&forbidden, 5).contains("hookgate:triggers:manage"));
 }
+
+#[actix_web::test]
+async fn sources_are_created_listed_updated_inspected_and_deleted() {
+    let app = TestApp::spawn().await;
+    let created = hookgate(
+        &app,
+        &[
+            "source",
+            "create",
+            "stripe",
+            "--trigger",
+            "test:fire-and-forget",
+            "--verify",
+            "STRIPE",
+            "--secret",
+            "whsec_cli",
+        ],
+    )
+    .await;
+    let printed = ok(&created);
+    assert!(
+        printed.contains(&format!("give the sender this URL: {}", app.url("/hooks/v1/stripe"))),
+        "{printed}"
+    );
+    let refused =
+        app.http.post(app.url("/hooks/v1/stripe")).json(&json!({"identityId": "x"})).send().await.unwrap();
+    assert_eq!(refused.status(), 401, "unsigned messages are refused");
+
+    let listed =
+        json_of(&hookgate(&app, &["source", "list", "--trigger", "test:fire-and-forget", "--json"]).await);
+    assert_eq!(listed[0]["id"], "stripe");
+    assert_eq!(listed[0]["webhookConfig"]["verification"], "STRIPE");
+    let table = ok(&hookgate(&app, &["source", "list"]).await);
+    assert!(table.lines().nth(1).is_some_and(|row| row.starts_with("stripe")), "{table}");
+    let updated = json_of(&hookgate(&app, &["source", "update", "stripe", "--disable", "--json"]).await);
+    assert_eq!(updated["enabled"], false);
+    let rejections = json_of(&hookgate(&app, &["source", "rejections", "stripe", "--json"]).await);
+    assert_eq!(rejections[0]["reason"], "BAD_SIGNATURE");
+    let bad =
+        hookgate(&app, &["source", "create", "--trigger", "test:fire-and-forget", "--verify", "GITHUB"])
+            .await;
+    assert!(failed(&bad, 3).contains("webhookConfig.secret"), "a 400 exits with 3");
+    ok(&hookgate(&app, &["source", "delete", "stripe"]).await);
+    let gone = json_of(&hookgate(&app, &["source", "list", "--json"]).await);
+    assert_eq!(gone, json!([]));
+}

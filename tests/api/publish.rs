@@ -147,6 +147,34 @@ async fn an_idempotency_key_replays_the_first_answer_and_refuses_a_different_bod
 }
 
 #[actix_web::test]
+async fn keyed_publishes_sent_together_store_each_key_once() {
+    let app = TestApp::spawn().await;
+    app.subscribe("test:fire-and-forget", json!({})).await;
+    // 60 requests at once over 20 keys: each key three times, the third with another body.
+    let keys: Vec<String> = (0..60).map(|n| format!("group-{}", n % 20)).collect();
+    let sent =
+        keys.iter().enumerate().map(|(n, key)| send(&app, key, if n >= 40 { "other" } else { "same" }));
+    let answers = futures_util::future::join_all(sent).await;
+    let mut by_key: std::collections::HashMap<usize, Vec<(u16, Option<Value>)>> =
+        std::collections::HashMap::new();
+    for (n, response) in answers.into_iter().enumerate() {
+        let status = response.status().as_u16();
+        let body = if status == 200 { Some(response.json::<Value>().await.unwrap()) } else { None };
+        by_key.entry(n % 20).or_default().push((status, body));
+    }
+    assert_eq!(pending(&app), 20, "one event per key");
+    for (key, answers) in by_key {
+        let accepted: Vec<&Value> = answers.iter().filter_map(|(_, body)| body.as_ref()).collect();
+        let refused = answers.iter().filter(|(status, _)| *status == 409).count();
+        assert_eq!(accepted.len() + refused, 3, "key {key}: {answers:?}");
+        assert!(
+            accepted.windows(2).all(|w| w[0] == w[1]),
+            "key {key}: every answer names the same invocation"
+        );
+    }
+}
+
+#[actix_web::test]
 async fn a_publish_with_more_invocations_than_one_statement_takes_stores_every_one() {
     let app = TestApp::spawn().await;
     for n in 0..40 {

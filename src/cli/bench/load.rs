@@ -1,5 +1,6 @@
-//! The load generator: publishes the benchmark's events through the HTTP API, closed loop (each
-//! connection as soon as the last answer came), open loop at a rate, or in batches.
+//! The load generator: publishes the benchmark's events through the HTTP API (`start`, or a
+//! WEBHOOK source signed as a Standard Webhooks sender signs), closed loop (each connection as
+//! soon as the last answer came), open loop at a rate, or in batches.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -7,16 +8,83 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
+use anyhow::bail;
+
 use super::BenchArgs;
 use super::sink::micros_now;
+use crate::delivery::signer::{SigningKey, signature_header};
+use crate::domain::secret::new_signing_secret;
+
+/// The route each event is published through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Via {
+    /// `POST /trigger-invocations/v1/start` with a bearer token.
+    Start,
+    /// `POST /hooks/v1/bench`, a Standard Webhooks source: signed, with a `webhook-id` each.
+    Webhook,
+}
+
+/// How a publishing connection sends one event.
+#[derive(Clone)]
+pub(super) enum Entry {
+    Start { url: String, token: String },
+    Webhook { url: String, key: SigningKey },
+}
+
+impl Entry {
+    /// The entry for `via`; for a webhook, creates the benchmark's source.
+    pub(super) async fn open(
+        via: Via,
+        http: &reqwest::Client,
+        base: &str,
+        token: &str,
+    ) -> anyhow::Result<Self> {
+        if via == Via::Start {
+            let url = format!("{base}/trigger-invocations/v1/start");
+            return Ok(Self::Start { url, token: token.to_owned() });
+        }
+        let secret = new_signing_secret();
+        let source = json!({"id": "bench", "name": "Benchmark", "type": "WEBHOOK", "triggerId": "bench:event",
+            "webhookConfig": {"verification": "STANDARD_WEBHOOKS", "secret": secret.expose()}});
+        let created = http.post(format!("{base}/sources/v1")).bearer_auth(token).json(&source).send().await?;
+        if !created.status().is_success() {
+            bail!("creating the benchmark source: {}", created.text().await?);
+        }
+        let key =
+            SigningKey::from_secret(&secret).ok_or_else(|| anyhow::anyhow!("a fresh secret decodes"))?;
+        Ok(Self::Webhook { url: format!("{base}/hooks/v1/bench"), key })
+    }
+
+    fn send(&self, http: &reqwest::Client, input: &Value, seq: usize) -> reqwest::RequestBuilder {
+        match self {
+            Self::Start { url, token } => {
+                http.post(url).bearer_auth(token).json(&json!({"triggerId": "bench:event", "input": input}))
+            }
+            Self::Webhook { url, key } => {
+                let body = input.to_string();
+                let id = format!("msg_{seq}");
+                #[expect(clippy::cast_possible_wrap, reason = "seconds since 1970 fit in an i64")]
+                let at = (micros_now() / 1_000_000) as i64;
+                http.post(url)
+                    .header("Content-Type", "application/json")
+                    .header("webhook-id", &id)
+                    .header("webhook-timestamp", at.to_string())
+                    .header(
+                        "webhook-signature",
+                        signature_header(std::slice::from_ref(key), &id, at, body.as_bytes()),
+                    )
+                    .body(body)
+            }
+        }
+    }
+}
 
 /// Publishes `args.events` events one per request over `args.concurrency` connections, each as
 /// soon as the last answered or, with `--rate`, at its due time; returns how many were accepted.
 pub(super) async fn publish(
     args: &BenchArgs,
     http: &reqwest::Client,
-    base: &str,
-    token: &str,
+    entry: &Entry,
 ) -> anyhow::Result<usize> {
     let next = Arc::new(AtomicUsize::new(0));
     let accepted = Arc::new(AtomicUsize::new(0));
@@ -24,9 +92,8 @@ pub(super) async fn publish(
     let interval_us = args.rate.map(|r| 1_000_000.0 / r);
     let publishers: Vec<_> = (0..args.concurrency)
         .map(|_| {
-            let (http, next, accepted, token) =
-                (http.clone(), next.clone(), accepted.clone(), token.to_owned());
-            let (url, events) = (format!("{base}/trigger-invocations/v1/start"), args.events);
+            let (http, next, accepted, entry) = (http.clone(), next.clone(), accepted.clone(), entry.clone());
+            let events = args.events;
             actix_web::rt::spawn(async move {
                 loop {
                     let seq = next.fetch_add(1, Ordering::Relaxed);
@@ -50,8 +117,7 @@ pub(super) async fn publish(
                             due
                         }
                     };
-                    let body = json!({"triggerId": "bench:event", "input": {"seq": seq, "t0": t0}});
-                    let sent = http.post(&url).bearer_auth(&token).json(&body).send().await;
+                    let sent = entry.send(&http, &json!({"seq": seq, "t0": t0}), seq).send().await;
                     if sent.is_ok_and(|r| r.status().is_success()) {
                         accepted.fetch_add(1, Ordering::Relaxed);
                     }

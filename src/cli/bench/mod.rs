@@ -54,6 +54,10 @@ pub struct BenchArgs {
     /// Publish this many events while nothing delivers, then measure how fast they drain.
     #[arg(long)]
     pending: Option<usize>,
+    /// The route events are published through: `start`, or `webhook` (a signed inbound webhook
+    /// source, one message per event).
+    #[arg(long, value_enum, default_value = "start")]
+    via: load::Via,
 }
 
 /// A database made for one run, and what to remove afterwards.
@@ -104,6 +108,9 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     }
     if args.pending == Some(0) {
         bail!("--pending takes at least 1 event");
+    }
+    if args.pending.is_some() && args.via == load::Via::Webhook {
+        bail!("--pending publishes in batches through start; --via webhook sends one message per event");
     }
     let FreshDb { url, schema, dir } = fresh_database(args.database_url.as_deref())?;
     let log = std::env::temp_dir().join(format!("hookgate-bench-{}.log", uuid::Uuid::new_v4().simple()));
@@ -268,9 +275,10 @@ impl Run<'_> {
         let outcome = async {
             server.ready(http).await?;
             let token = set_up(http, &server.base, credentials, args.subscriptions, sink_port).await?;
+            let entry = load::Entry::open(args.via, http, &server.base, &token).await?;
             let cpu_start = Cpu::now(server.child.id(), backend);
             let started = Instant::now();
-            let published = publish(args, http, &server.base, &token).await?;
+            let published = publish(args, http, &entry).await?;
             let done = wait_for(received, published * args.subscriptions, args.idle_timeout).await;
             let elapsed = started.elapsed().saturating_sub(done);
             let cpu = Cpu::now(server.child.id(), backend).since(cpu_start);
@@ -286,6 +294,7 @@ impl Run<'_> {
         let secs = elapsed.as_secs_f64();
         Ok(json!({
             "events": published,
+            "via": format!("{:?}", args.via).to_lowercase(),
             "rate": args.rate,
             "elapsed_s": round3(secs),
             "events_per_s": per_second(published, secs),

@@ -1,0 +1,362 @@
+//! `/sources/v1`: where events come from besides `start` (a hookgate extension, in SailPoint's
+//! style): create, list, read, replace, patch, delete, and the messages a source refused.
+
+use actix_web::{HttpResponse, web};
+use serde::{Deserialize, Serialize};
+
+use super::AppState;
+use super::auth::Principal;
+use super::error::{ApiError, OrNotFound};
+use super::list::{ListParams, ListSpec};
+use super::{iso, patch};
+use crate::domain::filter::Filter;
+use crate::domain::ids::{SourceId, TriggerId};
+use crate::domain::query::CmpOp;
+use crate::domain::scope;
+use crate::domain::secret::{self, Secret};
+use crate::domain::source::{
+    RejectReason, Routes, RoutesDoc, Source, SourceSpec, SourceType, Verification, WebhookConfig,
+};
+use crate::store::{self, StoreError};
+
+const MANAGE: &[&str] = &[scope::SOURCES_MANAGE];
+const PATCHABLE: &[&str] = &["name", "type", "triggerId", "enabled", "inputPath", "routes", "webhookConfig"];
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct StatusOut {
+    received: i64,
+    fired: i64,
+    rejected: i64,
+    last_event_at: Option<String>,
+    last_error: Option<String>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct SourceOut {
+    id: SourceId,
+    name: String,
+    #[serde(rename = "type")]
+    kind: SourceType,
+    trigger_id: TriggerId,
+    enabled: bool,
+    input_path: Option<String>,
+    routes: Option<RoutesDoc>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    webhook_config: Option<WebhookConfig>,
+    /// Where a sender posts (WEBHOOK).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    url: Option<String>,
+    status: StatusOut,
+    created: String,
+    updated: String,
+}
+
+impl SourceOut {
+    fn new(state: &AppState, s: &Source) -> Self {
+        let status = state.tally.status_of(&s.id, &s.status);
+        let webhook_config = s.spec.webhook.clone().map(|mut hook| {
+            // Write-only, as subscription credentials are.
+            hook.secret = None;
+            hook
+        });
+        let url = (s.spec.kind == SourceType::Webhook).then(|| match &s.hook_token {
+            Some(token) => format!("{}/hooks/v1/{}/{}", state.public_base, s.id, token.expose()),
+            None => format!("{}/hooks/v1/{}", state.public_base, s.id),
+        });
+        Self {
+            id: s.id.clone(),
+            name: s.spec.name.clone(),
+            kind: s.spec.kind,
+            trigger_id: s.spec.trigger_id.clone(),
+            enabled: s.spec.enabled,
+            input_path: s.spec.input_path.as_ref().map(|f| f.as_str().to_owned()),
+            routes: s.spec.routes.as_ref().map(|r| r.doc().clone()),
+            webhook_config,
+            url,
+            status: StatusOut {
+                received: status.received,
+                fired: status.fired,
+                rejected: status.rejected,
+                last_event_at: status.last_event_at.map(iso),
+                last_error: status.last_error,
+            },
+            created: iso(s.created),
+            updated: iso(s.updated),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SourceIn {
+    id: Option<String>,
+    name: String,
+    #[serde(rename = "type")]
+    kind: SourceType,
+    trigger_id: TriggerId,
+    enabled: Option<bool>,
+    input_path: Option<String>,
+    routes: Option<RoutesDoc>,
+    webhook_config: Option<WebhookConfig>,
+}
+
+fn invalid(message: String) -> ApiError {
+    ApiError::BadRequest { causes: vec![message.clone()], message }
+}
+
+impl SourceIn {
+    /// The checked settings; `current` is the stored source on an update, whose write-only
+    /// secret is kept when the body leaves it out.
+    fn into_spec(self, current: Option<&Source>) -> Result<SourceSpec, ApiError> {
+        let input_path = self
+            .input_path
+            .filter(|p| !p.trim().is_empty())
+            .map(|p| {
+                Filter::parse(&p).map_err(|e| invalid(format!("inputPath: not a JSONPath expression: {e}")))
+            })
+            .transpose()?;
+        let routes = self.routes.map(Routes::parse).transpose().map_err(invalid)?;
+        let mut webhook = self.webhook_config;
+        if let (Some(hook), Some(kept)) = (&mut webhook, current.and_then(|c| c.spec.webhook.as_ref()))
+            && hook.secret.is_none()
+            && hook.verification == kept.verification
+        {
+            hook.secret.clone_from(&kept.secret);
+        }
+        let spec = SourceSpec {
+            name: self.name,
+            kind: self.kind,
+            trigger_id: self.trigger_id,
+            enabled: self.enabled.unwrap_or(true),
+            input_path,
+            routes,
+            webhook,
+        };
+        spec.validate().map_err(invalid)?;
+        Ok(spec)
+    }
+}
+
+/// The URL token a source without signatures needs: kept, made, or none.
+fn token_for(spec: &SourceSpec, current: Option<&Secret>) -> Option<Secret> {
+    let unsigned = spec.webhook.as_ref().is_some_and(|h| h.verification == Verification::None);
+    unsigned.then(|| current.cloned().unwrap_or_else(|| secret::new_token("hk_")))
+}
+
+fn field(s: &Source, name: &str) -> Option<String> {
+    match name {
+        "id" => Some(s.id.to_string()),
+        "type" => Some(s.spec.kind.as_str().to_owned()),
+        "triggerId" => Some(s.spec.trigger_id.to_string()),
+        "name" => Some(s.spec.name.clone()),
+        _ => None,
+    }
+}
+
+const LIST: ListSpec<Source> = ListSpec {
+    filters: &[
+        ("id", &[CmpOp::Eq, CmpOp::In]),
+        ("type", &[CmpOp::Eq, CmpOp::In]),
+        ("triggerId", &[CmpOp::Eq, CmpOp::In]),
+    ],
+    sorters: &["id", "name"],
+    field,
+};
+
+fn parse_id(raw: &str) -> Result<SourceId, ApiError> {
+    raw.parse().map_err(|_| ApiError::NotFound(format!("source '{raw}' was not found")))
+}
+
+fn parse_body(body: serde_json::Value) -> Result<SourceIn, ApiError> {
+    super::parse_body(body)
+}
+
+fn store_error(e: StoreError, label: &str) -> ApiError {
+    match e {
+        StoreError::Conflict(_) => ApiError::Conflict(format!("source '{label}' already exists")),
+        StoreError::Invalid(message) => invalid(message),
+        other => other.into(),
+    }
+}
+
+pub async fn list(
+    auth: Principal,
+    state: web::Data<AppState>,
+    params: web::Query<ListParams>,
+) -> Result<HttpResponse, ApiError> {
+    auth.require(MANAGE)?;
+    let sources = state.store.run(store::sources::list).await?;
+    let state = state.clone();
+    params.respond(sources, &LIST, move |s| SourceOut::new(&state, &s))
+}
+
+pub async fn get(
+    auth: Principal,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    auth.require(MANAGE)?;
+    let id = parse_id(&id)?;
+    let label = id.to_string();
+    let source = state.store.run(move |c| store::sources::get(c, &id)).await;
+    let source = source.or_not_found(|| format!("source '{label}'"))?;
+    Ok(HttpResponse::Ok().json(SourceOut::new(&state, &source)))
+}
+
+pub async fn create(
+    auth: Principal,
+    state: web::Data<AppState>,
+    body: web::Json<serde_json::Value>,
+) -> Result<HttpResponse, ApiError> {
+    auth.require(MANAGE)?;
+    let input = parse_body(body.into_inner())?;
+    let id = match input.id.as_deref() {
+        None => SourceId::generate(),
+        Some(raw) => raw.parse().map_err(|e: crate::domain::ids::InvalidId| {
+            invalid(format!("id: {e}: use 1-64 lowercase letters, digits, '-' and '_'"))
+        })?,
+    };
+    let spec = input.into_spec(None)?;
+    let token = token_for(&spec, None);
+    let now = state.clock.now();
+    let label = id.to_string();
+    let created = state.store.run(move |c| store::sources::insert(c, &id, &spec, token.as_ref(), now)).await;
+    let source = created.map_err(|e| store_error(e, &label))?;
+    Ok(HttpResponse::Created().json(SourceOut::new(&state, &source)))
+}
+
+/// Replaces the source with what `body` (a full representation) says, in one transaction.
+async fn update_with(
+    state: &AppState,
+    id: SourceId,
+    body: impl FnOnce(&Source) -> Result<serde_json::Value, ApiError> + Send + 'static,
+) -> Result<HttpResponse, ApiError> {
+    let now = state.clock.now();
+    let label = id.to_string();
+    let path_id = id.clone();
+    let updated = state
+        .store
+        .run(move |c| {
+            store::sources::update(c, &id, now, |current| {
+                let input = body(current).and_then(parse_body);
+                let spec = input.and_then(|input| {
+                    if input.id.as_deref().is_some_and(|body_id| body_id != path_id.as_str()) {
+                        return Err(invalid("id is immutable: the body's id differs from the path's".into()));
+                    }
+                    input.into_spec(Some(current))
+                });
+                let spec = spec.map_err(|e| StoreError::Invalid(e.to_string()))?;
+                let token = token_for(&spec, current.hook_token.as_ref());
+                Ok((spec, token))
+            })
+        })
+        .await;
+    let source = match updated {
+        Err(StoreError::NotFound) => {
+            return Err(ApiError::NotFound(format!("source '{label}' was not found")));
+        }
+        other => other.map_err(|e| store_error(e, &label))?,
+    };
+    Ok(HttpResponse::Ok().json(SourceOut::new(state, &source)))
+}
+
+pub async fn replace(
+    auth: Principal,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+    body: web::Json<serde_json::Value>,
+) -> Result<HttpResponse, ApiError> {
+    auth.require(MANAGE)?;
+    let id = parse_id(&id)?;
+    let body = body.into_inner();
+    update_with(&state, id, move |_| Ok(body)).await
+}
+
+pub async fn patch(
+    auth: Principal,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+    body: web::Json<serde_json::Value>,
+) -> Result<HttpResponse, ApiError> {
+    auth.require(MANAGE)?;
+    let id = parse_id(&id)?;
+    let ops = body.into_inner();
+    update_with(&state, id, move |current| {
+        let doc = serde_json::json!({
+            "name": current.spec.name,
+            "type": current.spec.kind,
+            "triggerId": current.spec.trigger_id,
+            "enabled": current.spec.enabled,
+            "inputPath": current.spec.input_path.as_ref().map(Filter::as_str),
+            "routes": current.spec.routes.as_ref().map(Routes::doc),
+            "webhookConfig": current.spec.webhook.as_ref().map(|h| WebhookConfig { secret: None, ..h.clone() }),
+        });
+        patch::apply(doc, ops, PATCHABLE)
+    })
+    .await
+}
+
+pub async fn delete(
+    auth: Principal,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    auth.require(MANAGE)?;
+    let id = parse_id(&id)?;
+    let label = id.to_string();
+    let deleted = state.store.run(move |c| store::sources::delete(c, &id)).await;
+    deleted.or_not_found(|| format!("source '{label}'"))?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct RejectionOut {
+    at: String,
+    reason: RejectReason,
+    message: String,
+    excerpt: String,
+}
+
+#[derive(Deserialize)]
+pub struct RejectionsParams {
+    limit: Option<String>,
+}
+
+/// The latest messages the source refused, newest first (at most 100 are kept).
+pub async fn rejections(
+    auth: Principal,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+    params: web::Query<RejectionsParams>,
+) -> Result<HttpResponse, ApiError> {
+    auth.require(MANAGE)?;
+    let max = store::sources::KEPT_REJECTIONS;
+    let limit = match params.limit.as_deref() {
+        None => max,
+        Some(text) => text.parse::<i64>().ok().filter(|n| (0..=max).contains(n)).ok_or_else(|| {
+            ApiError::bad_request(format!("limit must be a whole number from 0 to {max}, not '{text}'"))
+        })?,
+    };
+    let id = parse_id(&id)?;
+    let label = id.to_string();
+    let wanted = id.clone();
+    let found = state
+        .store
+        .run(move |c| {
+            store::sources::get(c, &wanted)?;
+            store::sources::rejections(c, &wanted, limit)
+        })
+        .await;
+    let stored = found.or_not_found(|| format!("source '{label}'"))?;
+    let mut all = state.tally.unwritten_rejections(&id);
+    all.extend(stored);
+    all.truncate(usize::try_from(limit).unwrap_or(0));
+    let out: Vec<RejectionOut> = all
+        .into_iter()
+        .map(|r| RejectionOut { at: iso(r.at), reason: r.reason, message: r.message, excerpt: r.excerpt })
+        .collect();
+    Ok(HttpResponse::Ok().json(out))
+}
