@@ -22,6 +22,7 @@ pub struct Application {
     store: Store,
     dispatcher: Arc<Dispatcher>,
     scheduler: Arc<Scheduler>,
+    poller: Arc<crate::sources::Poller>,
     workers: Vec<tokio::task::JoinHandle<()>>,
     stop_workers: tokio::sync::watch::Sender<bool>,
 }
@@ -82,6 +83,16 @@ impl Application {
         }
         let tally = Arc::new(crate::sources::Tally::default());
         workers.push(actix_web::rt::spawn(tally.clone().run(store.clone(), stopped.clone())));
+        let poller = Arc::new(crate::sources::Poller::new(
+            store.clone(),
+            clock.clone(),
+            dispatcher.intake(),
+            tally.clone(),
+            &settings,
+        )?);
+        if settings.scheduler {
+            workers.push(actix_web::rt::spawn(poller.clone().run(stopped.clone())));
+        }
         let state = web::Data::new(AppState {
             store: store.clone(),
             clock,
@@ -105,7 +116,7 @@ impl Application {
         })
         .listen(listener)?
         .run();
-        Ok(Self { port, server, store, dispatcher, scheduler, workers, stop_workers })
+        Ok(Self { port, server, store, dispatcher, scheduler, poller, workers, stop_workers })
     }
 
     /// The dispatcher the delivery loops run; tests drive it directly.
@@ -116,6 +127,11 @@ impl Application {
     /// The scheduler that fires scheduled triggers; tests drive it directly.
     pub fn scheduler(&self) -> Arc<Scheduler> {
         self.scheduler.clone()
+    }
+
+    /// The poller that fetches polled and monitor sources; tests drive it directly.
+    pub fn poller(&self) -> Arc<crate::sources::Poller> {
+        self.poller.clone()
     }
 
     pub fn port(&self) -> u16 {

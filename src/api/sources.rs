@@ -14,13 +14,25 @@ use crate::domain::ids::{SourceId, TriggerId};
 use crate::domain::query::CmpOp;
 use crate::domain::scope;
 use crate::domain::secret::{self, Secret};
+use crate::domain::source::poll::Fetch;
 use crate::domain::source::{
-    RejectReason, Routes, RoutesDoc, Source, SourceSpec, SourceType, Verification, WebhookConfig,
+    MonitorConfig, PollConfig, RejectReason, Routes, RoutesDoc, Source, SourceSpec, SourceType, Verification,
+    WebhookConfig,
 };
 use crate::store::{self, StoreError};
 
 const MANAGE: &[&str] = &[scope::SOURCES_MANAGE];
-const PATCHABLE: &[&str] = &["name", "type", "triggerId", "enabled", "inputPath", "routes", "webhookConfig"];
+const PATCHABLE: &[&str] = &[
+    "name",
+    "type",
+    "triggerId",
+    "enabled",
+    "inputPath",
+    "routes",
+    "webhookConfig",
+    "pollConfig",
+    "monitorConfig",
+];
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -45,6 +57,10 @@ struct SourceOut {
     routes: Option<RoutesDoc>,
     #[serde(skip_serializing_if = "Option::is_none")]
     webhook_config: Option<WebhookConfig>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    poll_config: Option<PollConfig>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    monitor_config: Option<MonitorConfig>,
     /// Where a sender posts (WEBHOOK).
     #[serde(skip_serializing_if = "Option::is_none")]
     url: Option<String>,
@@ -74,6 +90,14 @@ impl SourceOut {
             input_path: s.spec.input_path.as_ref().map(|f| f.as_str().to_owned()),
             routes: s.spec.routes.as_ref().map(|r| r.doc().clone()),
             webhook_config,
+            poll_config: s.spec.poll.clone().map(|mut p| {
+                p.fetch.headers = None;
+                p
+            }),
+            monitor_config: s.spec.monitor.clone().map(|mut m| {
+                m.fetch.headers = None;
+                m
+            }),
             url,
             status: StatusOut {
                 received: status.received,
@@ -100,6 +124,8 @@ struct SourceIn {
     input_path: Option<String>,
     routes: Option<RoutesDoc>,
     webhook_config: Option<WebhookConfig>,
+    poll_config: Option<PollConfig>,
+    monitor_config: Option<MonitorConfig>,
 }
 
 fn invalid(message: String) -> ApiError {
@@ -125,6 +151,16 @@ impl SourceIn {
         {
             hook.secret.clone_from(&kept.secret);
         }
+        // Fetch headers are write-only too: left out, the stored ones are kept.
+        let kept_headers = current.and_then(|c| c.spec.fetch()).and_then(|f| f.headers.clone());
+        let mut poll = self.poll_config;
+        if let Some(p) = poll.as_mut().filter(|p| p.fetch.headers.is_none()) {
+            p.fetch.headers.clone_from(&kept_headers);
+        }
+        let mut monitor = self.monitor_config;
+        if let Some(m) = monitor.as_mut().filter(|m| m.fetch.headers.is_none()) {
+            m.fetch.headers.clone_from(&kept_headers);
+        }
         let spec = SourceSpec {
             name: self.name,
             kind: self.kind,
@@ -133,6 +169,8 @@ impl SourceIn {
             input_path,
             routes,
             webhook,
+            poll,
+            monitor,
         };
         spec.validate().map_err(invalid)?;
         Ok(spec)
@@ -292,6 +330,8 @@ pub async fn patch(
             "inputPath": current.spec.input_path.as_ref().map(Filter::as_str),
             "routes": current.spec.routes.as_ref().map(Routes::doc),
             "webhookConfig": current.spec.webhook.as_ref().map(|h| WebhookConfig { secret: None, ..h.clone() }),
+            "pollConfig": current.spec.poll.as_ref().map(|p| PollConfig { fetch: Fetch { headers: None, ..p.fetch.clone() }, ..p.clone() }),
+            "monitorConfig": current.spec.monitor.as_ref().map(|m| MonitorConfig { fetch: Fetch { headers: None, ..m.fetch.clone() }, ..m.clone() }),
         });
         patch::apply(doc, ops, PATCHABLE)
     })

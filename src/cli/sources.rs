@@ -11,9 +11,30 @@ use super::resources::{Toggle, patch, patch_ops, query, report, rows, seg, show}
 pub struct NewSource {
     /// The source's id, a slug such as `stripe` (generated when absent); it names its URL.
     id: Option<String>,
-    /// `WEBHOOK` (the other types are not available yet).
+    /// `WEBHOOK`, `HTTP_POLL` or `MONITOR`.
     #[arg(long = "type", default_value = "WEBHOOK")]
     kind: String,
+    /// `HTTP_POLL`, `MONITOR`: the URL fetched (`--url` names hookgate itself).
+    #[arg(long)]
+    fetch: Option<String>,
+    /// `HTTP_POLL`, `MONITOR`: how often, e.g. 30s.
+    #[arg(long, default_value = "60s")]
+    every: String,
+    /// `HTTP_POLL`: a JSONPath selecting the items, e.g. '$.data[*]'.
+    #[arg(long)]
+    items_path: Option<String>,
+    /// `HTTP_POLL`: a JSONPath selecting each item's id.
+    #[arg(long, default_value = "$.id")]
+    id_path: String,
+    /// `MONITOR`: a JSONPath selecting the number watched.
+    #[arg(long)]
+    value_path: Option<String>,
+    /// `MONITOR`: fire when the value goes above this.
+    #[arg(long, allow_negative_numbers = true)]
+    above: Option<f64>,
+    /// `MONITOR`: fire when the value goes below this.
+    #[arg(long, allow_negative_numbers = true)]
+    below: Option<f64>,
     /// The trigger each message fires.
     #[arg(long)]
     trigger: String,
@@ -45,7 +66,7 @@ pub struct NewSource {
 #[derive(Debug, Subcommand)]
 pub enum SourceCommand {
     /// Create a source; prints the URL to give the sender.
-    Create(NewSource),
+    Create(Box<NewSource>),
     List {
         /// Only the sources of this trigger.
         #[arg(long)]
@@ -79,7 +100,7 @@ pub enum SourceCommand {
 
 pub async fn source(remote: &Remote, command: SourceCommand, json_out: bool) -> anyhow::Result<()> {
     match command {
-        SourceCommand::Create(new) => create(remote, json_out, new).await,
+        SourceCommand::Create(new) => create(remote, json_out, *new).await,
         SourceCommand::List { trigger } => {
             let mut pairs = vec![("limit", "250".to_owned())];
             if let Some(t) = trigger {
@@ -156,13 +177,27 @@ async fn create(remote: &Remote, json_out: bool, new: NewSource) -> anyhow::Resu
     if let Some(header) = new.header {
         hook["header"] = json!(header);
     }
+    let kind = new.kind.to_ascii_uppercase();
     let mut body = json!({
         "name": new.name.unwrap_or_else(|| format!("{} source", new.trigger)),
-        "type": new.kind.to_ascii_uppercase(),
+        "type": kind,
         "triggerId": new.trigger,
         "enabled": !new.disabled,
-        "webhookConfig": hook,
     });
+    match kind.as_str() {
+        "HTTP_POLL" => {
+            let mut poll = json!({"url": new.fetch, "every": new.every, "idPath": new.id_path});
+            if let Some(path) = new.items_path {
+                poll["itemsPath"] = json!(path);
+            }
+            body["pollConfig"] = poll;
+        }
+        "MONITOR" => {
+            body["monitorConfig"] = json!({"url": new.fetch, "every": new.every, "valuePath": new.value_path,
+                "above": new.above, "below": new.below});
+        }
+        _ => body["webhookConfig"] = hook,
+    }
     if let Some(id) = new.id {
         body["id"] = json!(id);
     }

@@ -4,6 +4,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::time::Duration;
 
 use ipnet::IpNet;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
@@ -21,6 +22,27 @@ impl TargetGuard {
 
     pub fn permits(&self, ip: IpAddr) -> bool {
         self.allowed.iter().any(|net| net.contains(&ip)) || is_public(ip)
+    }
+
+    /// Why `url` may not be reached, when its host is an address the guard refuses (names are
+    /// checked when they resolve, by [`GuardedResolver`]).
+    pub fn refuses(&self, url: &str) -> Option<String> {
+        let url = reqwest::Url::parse(url).ok()?;
+        let host = url.host_str()?;
+        let literal = host.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>().ok()?;
+        (!self.permits(literal)).then(|| format!("refused: {host} is not a permitted delivery address"))
+    }
+
+    /// An HTTP client that reaches only what the guard permits and never follows redirects.
+    pub fn client(&self, connect_timeout: Duration, timeout: Duration) -> reqwest::Result<reqwest::Client> {
+        reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(connect_timeout)
+            .timeout(timeout)
+            .user_agent(concat!("hookgate/", env!("CARGO_PKG_VERSION")))
+            .dns_resolver(Arc::new(GuardedResolver { guard: self.clone() }))
+            .pool_max_idle_per_host(256)
+            .build()
     }
 }
 

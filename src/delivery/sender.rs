@@ -1,14 +1,13 @@
 //! One attempt: the signed HTTP request to the subscriber, and what its answer means for the
 //! invocation. Holds no database connection.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::TimeDelta;
 use reqwest::header::{CONTENT_TYPE, HeaderValue, RETRY_AFTER};
 use tracing::Instrument as _;
 
-use super::guard::{GuardedResolver, TargetGuard};
+use super::guard::TargetGuard;
 use super::policy::{AttemptResult, Response, RetryPolicy, Verdict, classify, classify_response};
 use super::signer::{SigningKey, signature_header};
 use crate::clock::SharedClock;
@@ -55,14 +54,7 @@ pub struct Sender {
 impl Sender {
     pub fn new(clock: SharedClock, settings: &Settings, callback_base: String) -> anyhow::Result<Self> {
         let guard = TargetGuard::new(settings.allowed_target_networks.clone());
-        let client = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(settings.connect_timeout)
-            .timeout(settings.delivery_timeout)
-            .user_agent(concat!("hookgate/", env!("CARGO_PKG_VERSION")))
-            .dns_resolver(Arc::new(GuardedResolver { guard: guard.clone() }))
-            .pool_max_idle_per_host(256)
-            .build()?;
+        let client = guard.client(settings.connect_timeout, settings.delivery_timeout)?;
         Ok(Self {
             clock,
             client,
@@ -241,17 +233,8 @@ impl Sender {
         request_response: bool,
     ) -> (AttemptResult, Option<String>, Option<String>) {
         let target = &subscription.spec.target;
-        if let Ok(url) = reqwest::Url::parse(&target.url) {
-            let literal = url.host_str().and_then(|h| {
-                h.trim_start_matches('[').trim_end_matches(']').parse::<std::net::IpAddr>().ok()
-            });
-            if literal.is_some_and(|ip| !self.guard.permits(ip)) {
-                let error = format!(
-                    "refused: {} is not a permitted delivery address",
-                    url.host_str().unwrap_or_default()
-                );
-                return (AttemptResult::Failed { timed_out: false }, None, Some(error));
-            }
+        if let Some(error) = self.guard.refuses(&target.url) {
+            return (AttemptResult::Failed { timed_out: false }, None, Some(error));
         }
         let invocation = &claimed.invocation;
         let id = invocation.id.as_str();

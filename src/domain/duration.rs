@@ -1,7 +1,26 @@
-//! ISO-8601 durations (`PT1H`, `P1DT12H`, `PT30M`), as SailPoint writes `responseDeadline`.
+//! ISO-8601 durations (`PT1H`, `P1DT12H`, `PT30M`), as SailPoint writes `responseDeadline`, and
+//! short ones (`500ms`, `5s`, `2m`), as settings and hookgate's own fields write them.
 
 use std::fmt;
 use std::time::Duration;
+
+/// Parses `500ms`, `5s`, `2m`, `1h`, `1d`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let bad = || format!("'{text}' is not a duration such as 500ms, 5s, 2m, 1h or 1d");
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
+    let (number, unit) = text.split_at(split);
+    let n: u64 = number.parse().map_err(|_| bad())?;
+    let secs = |mult: u64| n.checked_mul(mult).map(Duration::from_secs).ok_or_else(bad);
+    match unit {
+        "ms" => Ok(Duration::from_millis(n)),
+        "s" => secs(1),
+        "m" => secs(60),
+        "h" => secs(3600),
+        "d" => secs(86400),
+        _ => Err(bad()),
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IsoDuration {

@@ -1,6 +1,8 @@
-//! Event sources at run time: what every kind of source shares. The inbound webhook route is
-//! in `api::hooks`; the counters of what each source received are kept here.
+//! Event sources at run time: the counters of what each source received, and the poller that
+//! fetches `HTTP_POLL` and `MONITOR` sources. The inbound webhook route is in `api::hooks`.
 
+mod poller;
 mod tally;
 
+pub use poller::Poller;
 pub use tally::Tally;

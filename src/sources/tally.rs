@@ -67,6 +67,12 @@ impl Tally {
         });
     }
 
+    /// Something went wrong that is no message's fault (a fetch that failed): shown as the
+    /// source's last error.
+    pub fn failed(&self, id: &SourceId, error: String) {
+        self.with(id, |a| a.last_error = Some(error));
+    }
+
     /// `stored` with what this instance has not written yet.
     pub fn status_of(&self, id: &SourceId, stored: &SourceStatus) -> SourceStatus {
         let unwritten = self.unwritten.lock().unwrap_or_else(PoisonError::into_inner);

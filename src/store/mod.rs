@@ -9,6 +9,7 @@ pub mod instances;
 pub mod invocations;
 pub mod outcomes;
 mod pg_batch;
+pub mod polls;
 pub mod queue;
 pub mod replays;
 pub mod responses;

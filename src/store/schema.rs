@@ -199,6 +199,16 @@ diesel::table! {
         last_error -> Nullable<Text>,
         created -> Timestamp,
         updated -> Timestamp,
+        next_poll_at -> Nullable<Timestamp>,
+        state -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    source_seen (source_id, item_id) {
+        source_id -> Text,
+        item_id -> Text,
+        seen_at -> Timestamp,
     }
 }
 
@@ -236,5 +246,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     instances,
     revisions,
     sources,
-    source_rejections
+    source_rejections,
+    source_seen
 );

@@ -36,6 +36,8 @@ struct SourceRow {
     last_error: Option<String>,
     created: NaiveDateTime,
     updated: NaiveDateTime,
+    next_poll_at: Option<NaiveDateTime>,
+    state: Option<String>,
 }
 
 fn corrupt(column: &str, e: impl std::fmt::Display) -> StoreError {
@@ -58,7 +60,12 @@ impl SourceRow {
             enabled: spec.enabled,
             input_path: spec.input_path.as_ref().map(|f| f.as_str().to_owned()),
             routes: spec.routes.as_ref().map(|r| serde_json::to_string(r.doc()).unwrap_or_default()),
-            config: serde_json::to_string(&spec.webhook).unwrap_or_default(),
+            config: match spec.kind {
+                SourceType::HttpPoll => serde_json::to_string(&spec.poll),
+                SourceType::Monitor => serde_json::to_string(&spec.monitor),
+                _ => serde_json::to_string(&spec.webhook),
+            }
+            .unwrap_or_default(),
             hook_token: token.map(|t| t.expose().to_owned()),
             received: 0,
             fired: 0,
@@ -67,12 +74,16 @@ impl SourceRow {
             last_error: None,
             created,
             updated,
+            next_poll_at: None,
+            state: None,
         }
     }
 
     fn into_domain(self) -> Result<Source, StoreError> {
+        let kind = SourceType::parse(&self.kind).ok_or_else(|| corrupt("type", &self.kind))?;
+        let config = |of: SourceType| if kind == of { Some(self.config.as_str()) } else { None };
         let spec = SourceSpec {
-            kind: SourceType::parse(&self.kind).ok_or_else(|| corrupt("type", &self.kind))?,
+            kind,
             trigger_id: self.trigger_id.parse().map_err(|e| corrupt("trigger_id", e))?,
             enabled: self.enabled,
             input_path: self
@@ -89,7 +100,18 @@ impl SourceRow {
                         .and_then(|doc| Routes::parse(doc).map_err(|e| corrupt("routes", e)))
                 })
                 .transpose()?,
-            webhook: json_column("sources.config", &self.config)?,
+            webhook: config(SourceType::Webhook)
+                .map(|c| json_column("sources.config", c))
+                .transpose()?
+                .flatten(),
+            poll: config(SourceType::HttpPoll)
+                .map(|c| json_column("sources.config", c))
+                .transpose()?
+                .flatten(),
+            monitor: config(SourceType::Monitor)
+                .map(|c| json_column("sources.config", c))
+                .transpose()?
+                .flatten(),
             name: self.name,
         };
         Ok(Source {
@@ -192,6 +214,8 @@ pub fn update(
                 sources::config.eq(&row.config),
                 sources::hook_token.eq(&row.hook_token),
                 sources::updated.eq(now),
+                // A changed source is fetched again at once.
+                sources::next_poll_at.eq(None::<NaiveDateTime>),
             ))
             .execute(conn)?;
         revisions::changed(conn, Cached::Sources)?;

@@ -239,6 +239,35 @@ async fn sources_are_created_listed_updated_inspected_and_deleted() {
         hookgate(&app, &["source", "create", "--trigger", "test:fire-and-forget", "--verify", "GITHUB"])
             .await;
     assert!(failed(&bad, 3).contains("webhookConfig.secret"), "a 400 exits with 3");
+    let args = ["source", "create", "depth", "--type", "MONITOR", "--trigger", "test:fire-and-forget"];
+    let monitor =
+        [&args[..], &["--fetch", "http://127.0.0.1:9/q", "--every", "15s", "--value-path", "$.depth"]]
+            .concat();
+    let with_limits = [&monitor[..], &["--above", "1000", "--below", "-5", "--json"]].concat();
+    let created = json_of(&hookgate(&app, &with_limits).await);
+    assert_eq!(
+        created["monitorConfig"],
+        json!({"url": "http://127.0.0.1:9/q", "every": "15s", "valuePath": "$.depth", "above": 1000.0, "below": -5.0})
+    );
+    let poll = [
+        "source",
+        "create",
+        "feed",
+        "--type",
+        "HTTP_POLL",
+        "--trigger",
+        "test:fire-and-forget",
+        "--fetch",
+        "http://127.0.0.1:9/feed",
+        "--items-path",
+        "$.entries[*]",
+        "--json",
+    ];
+    let created = json_of(&hookgate(&app, &poll).await);
+    assert_eq!(created["pollConfig"]["idPath"], "$.id");
+    assert_eq!(created["pollConfig"]["every"], "60s");
+    ok(&hookgate(&app, &["source", "delete", "depth"]).await);
+    ok(&hookgate(&app, &["source", "delete", "feed"]).await);
     ok(&hookgate(&app, &["source", "delete", "stripe"]).await);
     let gone = json_of(&hookgate(&app, &["source", "list", "--json"]).await);
     assert_eq!(gone, json!([]));

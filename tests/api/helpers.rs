@@ -79,6 +79,7 @@ pub struct TestApp {
     running: actix_web::rt::task::JoinHandle<std::io::Result<()>>,
     pub dispatcher: Arc<hookgate::delivery::Dispatcher>,
     pub scheduler: Arc<hookgate::delivery::Scheduler>,
+    pub poller: Arc<hookgate::sources::Poller>,
     pub db: Arc<TestDb>,
 }
 
@@ -103,6 +104,7 @@ impl TestApp {
         let server = app.server_handle();
         let dispatcher = app.dispatcher();
         let scheduler = app.scheduler();
+        let poller = app.poller();
         let running = actix_web::rt::spawn(app.run_until_stopped());
         let http =
             reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
@@ -116,6 +118,7 @@ impl TestApp {
             running,
             dispatcher,
             scheduler,
+            poller,
             db,
         };
         test.token = test.token_for(&["sp:scopes:all"]).await;

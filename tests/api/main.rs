@@ -13,6 +13,7 @@ mod hooks;
 mod invocations;
 mod openapi;
 mod ordering;
+mod polls;
 mod publish;
 mod replay;
 mod request_response;

@@ -45,6 +45,11 @@ impl Filter {
         !eval::select(&self.path, input, input, eval::Mode::Apply).is_empty()
     }
 
+    /// Every node the path selects.
+    pub fn all<'a>(&self, input: &'a Value) -> Vec<&'a Value> {
+        eval::select(&self.path, input, input, eval::Mode::Apply)
+    }
+
     /// The first node the path selects, if any.
     pub fn first<'a>(&self, input: &'a Value) -> Option<&'a Value> {
         eval::select(&self.path, input, input, eval::Mode::Apply).into_iter().next()

@@ -2,6 +2,7 @@
 //! into the input of an event on its trigger (or on the trigger its routes pick).
 //! A `WEBHOOK` source is a URL a sender posts to, checked as that sender signs.
 
+pub mod poll;
 pub mod verify;
 
 use std::collections::BTreeMap;
@@ -13,6 +14,7 @@ use serde_json::{Map, Value};
 use super::filter::Filter;
 use super::ids::{SourceId, TriggerId};
 use super::secret::Secret;
+pub use poll::{MonitorConfig, PollConfig};
 pub use verify::Verification;
 
 /// What kind of source it is.
@@ -176,6 +178,8 @@ pub struct SourceSpec {
     pub input_path: Option<Filter>,
     pub routes: Option<Routes>,
     pub webhook: Option<WebhookConfig>,
+    pub poll: Option<PollConfig>,
+    pub monitor: Option<MonitorConfig>,
 }
 
 impl SourceSpec {
@@ -184,10 +188,34 @@ impl SourceSpec {
         if self.name.trim().is_empty() || self.name.len() > 255 {
             return Err("name: give 1 to 255 characters".into());
         }
+        let given = [
+            (SourceType::Webhook, self.webhook.is_some(), "webhookConfig"),
+            (SourceType::HttpPoll, self.poll.is_some(), "pollConfig"),
+            (SourceType::Monitor, self.monitor.is_some(), "monitorConfig"),
+        ];
+        for (kind, present, field) in given {
+            if present && kind != self.kind {
+                return Err(format!("{field}: only for a {} source", kind.as_str()));
+            }
+        }
+        if self.routes.is_some() && self.kind != SourceType::Webhook {
+            return Err("routes: only for WEBHOOK sources".into());
+        }
         match self.kind {
             SourceType::Webhook => {}
+            SourceType::HttpPoll => {
+                let poll = self.poll.as_ref().ok_or("pollConfig: required for an HTTP_POLL source")?;
+                return poll.validate();
+            }
+            SourceType::Monitor => {
+                let monitor = self.monitor.as_ref().ok_or("monitorConfig: required for a MONITOR source")?;
+                return monitor.validate();
+            }
             other => {
-                return Err(format!("type: {} sources are not available yet; use WEBHOOK", other.as_str()));
+                return Err(format!(
+                    "type: {} sources are not available yet; use WEBHOOK, HTTP_POLL or MONITOR",
+                    other.as_str()
+                ));
             }
         }
         let Some(hook) = &self.webhook else {
@@ -240,6 +268,11 @@ impl SourceSpec {
         all
     }
 
+    /// The settings of what a poll or monitor fetches.
+    pub fn fetch(&self) -> Option<&poll::Fetch> {
+        self.poll.as_ref().map(|p| &p.fetch).or(self.monitor.as_ref().map(|m| &m.fetch))
+    }
+
     /// The event a message makes: its trigger and input, or why it makes none.
     pub fn event_of(
         &self,
@@ -267,7 +300,7 @@ impl SourceSpec {
 }
 
 /// An HTTP header name (RFC 9110 token characters).
-fn is_header_name(name: &str) -> bool {
+pub(crate) fn is_header_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 128
         && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
