@@ -17,6 +17,7 @@
 //! | `response_timeout` / `HOOKGATE_RESPONSE_TIMEOUT` | time a `REQUEST_RESPONSE` subscriber has to answer | `10s`   |
 //! | `max_wait` / `HOOKGATE_MAX_WAIT`           | longest `start?wait=` a producer may ask  | `30s`            |
 //! | `scheduler` / `HOOKGATE_SCHEDULER`         | fire scheduled triggers from this instance | `true`          |
+//! | `sources` / `HOOKGATE_SOURCES`             | poll HTTP_POLL/MONITOR sources and consume broker sources from this instance | `true` |
 //! | `workers` / `HOOKGATE_WORKERS`             | claim loops of the delivery pipeline (0: this instance delivers nothing) | `1` |
 //! | `batch_size` / `HOOKGATE_BATCH_SIZE`       | invocations a claim takes at once         | `64`             |
 //! | `max_in_flight` / `HOOKGATE_MAX_IN_FLIGHT` | delivery requests under way at once       | `256`            |
@@ -52,6 +53,7 @@ const ENV_KEYS: &[&str] = &[
     "response_timeout",
     "max_wait",
     "scheduler",
+    "sources",
     "workers",
     "batch_size",
     "max_in_flight",
@@ -84,6 +86,7 @@ struct RawSettings {
     response_timeout: String,
     max_wait: String,
     scheduler: bool,
+    sources: bool,
     workers: u32,
     batch_size: u32,
     max_in_flight: usize,
@@ -115,6 +118,7 @@ impl Default for RawSettings {
             response_timeout: "10s".into(),
             max_wait: "30s".into(),
             scheduler: true,
+            sources: true,
             workers: 1,
             batch_size: 64,
             max_in_flight: 256,
@@ -154,6 +158,8 @@ pub struct Settings {
     pub response_timeout: Duration,
     pub max_wait: Duration,
     pub scheduler: bool,
+    /// Poll `HTTP_POLL` and `MONITOR` sources and consume broker sources from this instance.
+    pub sources: bool,
     pub workers: u32,
     pub batch_size: u32,
     pub max_in_flight: usize,
@@ -237,19 +243,7 @@ impl Settings {
             .map(parse_duration)
             .collect::<Result<Vec<_>, _>>()
             .map_err(|m| invalid("retry_schedule", m))?;
-        let allowed_target_networks = raw
-            .allowed_target_networks
-            .split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(|s| {
-                s.parse::<ipnet::IpNet>()
-                    .or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
-                    .map_err(|_| {
-                        invalid("allowed_target_networks", format!("'{s}' is not a CIDR such as 10.0.0.0/8"))
-                    })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let allowed_target_networks = parse_networks(&raw.allowed_target_networks)?;
         if !(1..=1000).contains(&raw.batch_size) {
             return Err(invalid("batch_size", "must be between 1 and 1000"));
         }
@@ -290,6 +284,7 @@ impl Settings {
             response_timeout,
             max_wait: parse_duration(&raw.max_wait).map_err(|m| invalid("max_wait", m))?,
             scheduler: raw.scheduler,
+            sources: raw.sources,
             workers: raw.workers,
             batch_size: raw.batch_size,
             max_in_flight: raw.max_in_flight,
@@ -328,6 +323,7 @@ impl Settings {
         settings.listen = SocketAddr::from(([127, 0, 0, 1], 0));
         settings.workers = 0;
         settings.scheduler = false;
+        settings.sources = false;
         settings.delivery_timeout = Duration::from_secs(2);
         settings.allowed_target_networks = vec![ipnet::IpNet::from(std::net::IpAddr::from([127, 0, 0, 1]))];
         settings
@@ -335,6 +331,21 @@ impl Settings {
 }
 
 pub use crate::domain::duration::parse_duration;
+
+/// Comma-separated networks (`10.0.0.0/8`) or single addresses.
+fn parse_networks(text: &str) -> Result<Vec<ipnet::IpNet>, ConfigError> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            s.parse::<ipnet::IpNet>()
+                .or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| {
+                    invalid("allowed_target_networks", format!("'{s}' is not a CIDR such as 10.0.0.0/8"))
+                })
+        })
+        .collect()
+}
 
 #[cfg(test)]
 mod tests {

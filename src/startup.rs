@@ -90,8 +90,18 @@ impl Application {
             tally.clone(),
             &settings,
         )?);
-        if settings.scheduler {
+        if settings.sources {
             workers.push(actix_web::rt::spawn(poller.clone().run(stopped.clone())));
+        }
+        let consumers = Arc::new(crate::sources::Consumers::new(
+            store.clone(),
+            clock.clone(),
+            publisher.clone(),
+            tally.clone(),
+            settings.idempotency_ttl,
+        ));
+        if settings.sources {
+            workers.push(actix_web::rt::spawn(consumers.run(stopped.clone())));
         }
         let state = web::Data::new(AppState {
             store: store.clone(),

@@ -15,7 +15,7 @@ use super::error::ApiError;
 use super::{AppState, iso, json_from_bytes, parse_body, read_body};
 use crate::domain::duration::IsoDuration;
 use crate::domain::ids::TriggerId;
-use crate::domain::invocation::{Invocation, InvocationState, merge_params};
+use crate::domain::invocation::{Invocation, InvocationState};
 use crate::domain::schema::Side;
 use crate::domain::scope;
 use crate::domain::trigger::Trigger;
@@ -249,15 +249,8 @@ pub(super) fn draft_of(
             causes: problems,
         });
     }
-    let Value::Object(input_map) = &input else { unreachable!("input is an object") };
-    let payload = Value::Object(merge_params(&trigger.params, input_map));
-    Ok(Draft {
-        event_id: crate::domain::event::new_event_id(),
-        trigger_id: trigger.id.clone(),
-        input: input.to_string(),
-        content_json: content_json.to_string(),
-        payload,
-    })
+    let Value::Object(input) = &input else { unreachable!("input is an object") };
+    Ok(Draft::new(trigger, input, content_json))
 }
 
 /// Checks every event against its trigger: known, enabled, input valid for its schema.

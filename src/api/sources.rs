@@ -16,8 +16,8 @@ use crate::domain::scope;
 use crate::domain::secret::{self, Secret};
 use crate::domain::source::poll::Fetch;
 use crate::domain::source::{
-    MonitorConfig, PollConfig, RejectReason, Routes, RoutesDoc, Source, SourceSpec, SourceType, Verification,
-    WebhookConfig,
+    MonitorConfig, PollConfig, RedisStreamConfig, RejectReason, Routes, RoutesDoc, Source, SourceSpec,
+    SourceType, Verification, WebhookConfig,
 };
 use crate::store::{self, StoreError};
 
@@ -32,6 +32,7 @@ const PATCHABLE: &[&str] = &[
     "webhookConfig",
     "pollConfig",
     "monitorConfig",
+    "redisStreamConfig",
 ];
 
 #[derive(Serialize)]
@@ -61,6 +62,8 @@ struct SourceOut {
     poll_config: Option<PollConfig>,
     #[serde(skip_serializing_if = "Option::is_none")]
     monitor_config: Option<MonitorConfig>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    redis_stream_config: Option<RedisStreamConfig>,
     /// Where a sender posts (WEBHOOK).
     #[serde(skip_serializing_if = "Option::is_none")]
     url: Option<String>,
@@ -98,6 +101,7 @@ impl SourceOut {
                 m.fetch.headers = None;
                 m
             }),
+            redis_stream_config: s.spec.redis_stream.as_ref().map(RedisStreamConfig::shown),
             url,
             status: StatusOut {
                 received: status.received,
@@ -126,6 +130,7 @@ struct SourceIn {
     webhook_config: Option<WebhookConfig>,
     poll_config: Option<PollConfig>,
     monitor_config: Option<MonitorConfig>,
+    redis_stream_config: Option<RedisStreamConfig>,
 }
 
 fn invalid(message: String) -> ApiError {
@@ -161,6 +166,12 @@ impl SourceIn {
         if let Some(m) = monitor.as_mut().filter(|m| m.fetch.headers.is_none()) {
             m.fetch.headers.clone_from(&kept_headers);
         }
+        let mut redis_stream = self.redis_stream_config;
+        if let (Some(new), Some(stored)) =
+            (redis_stream.as_mut(), current.and_then(|c| c.spec.redis_stream.as_ref()))
+        {
+            new.keep_password(stored);
+        }
         let spec = SourceSpec {
             name: self.name,
             kind: self.kind,
@@ -171,6 +182,7 @@ impl SourceIn {
             webhook,
             poll,
             monitor,
+            redis_stream,
         };
         spec.validate().map_err(invalid)?;
         Ok(spec)
@@ -332,6 +344,7 @@ pub async fn patch(
             "webhookConfig": current.spec.webhook.as_ref().map(|h| WebhookConfig { secret: None, ..h.clone() }),
             "pollConfig": current.spec.poll.as_ref().map(|p| PollConfig { fetch: Fetch { headers: None, ..p.fetch.clone() }, ..p.clone() }),
             "monitorConfig": current.spec.monitor.as_ref().map(|m| MonitorConfig { fetch: Fetch { headers: None, ..m.fetch.clone() }, ..m.clone() }),
+            "redisStreamConfig": current.spec.redis_stream.as_ref().map(RedisStreamConfig::shown),
         });
         patch::apply(doc, ops, PATCHABLE)
     })

@@ -11,12 +11,19 @@ use super::resources::{Toggle, patch, patch_ops, query, report, rows, seg, show}
 pub struct NewSource {
     /// The source's id, a slug such as `stripe` (generated when absent); it names its URL.
     id: Option<String>,
-    /// `WEBHOOK`, `HTTP_POLL` or `MONITOR`.
+    /// `WEBHOOK`, `HTTP_POLL`, `MONITOR` or `REDIS_STREAM`.
     #[arg(long = "type", default_value = "WEBHOOK")]
     kind: String,
-    /// `HTTP_POLL`, `MONITOR`: the URL fetched (`--url` names hookgate itself).
+    /// `HTTP_POLL`, `MONITOR`: the URL fetched; `REDIS_STREAM`: the Redis server's URL
+    /// (`--url` names hookgate itself).
     #[arg(long)]
     fetch: Option<String>,
+    /// `REDIS_STREAM`: the stream consumed.
+    #[arg(long)]
+    stream: Option<String>,
+    /// `REDIS_STREAM`: the consumer group every instance joins.
+    #[arg(long, default_value = "hookgate")]
+    group: String,
     /// `HTTP_POLL`, `MONITOR`: how often, e.g. 30s.
     #[arg(long, default_value = "60s")]
     every: String,
@@ -191,6 +198,9 @@ async fn create(remote: &Remote, json_out: bool, new: NewSource) -> anyhow::Resu
                 poll["itemsPath"] = json!(path);
             }
             body["pollConfig"] = poll;
+        }
+        "REDIS_STREAM" => {
+            body["redisStreamConfig"] = json!({"url": new.fetch, "stream": new.stream, "group": new.group});
         }
         "MONITOR" => {
             body["monitorConfig"] = json!({"url": new.fetch, "every": new.every, "valuePath": new.value_path,

@@ -32,6 +32,23 @@ pub struct Draft {
     pub payload: Value,
 }
 
+impl Draft {
+    /// An event of `trigger` with `input` (already checked against its schema), under a new id.
+    pub fn new(
+        trigger: &crate::domain::trigger::Trigger,
+        input: &serde_json::Map<String, Value>,
+        content_json: &Value,
+    ) -> Self {
+        Self {
+            event_id: crate::domain::event::new_event_id(),
+            trigger_id: trigger.id.clone(),
+            input: Value::Object(input.clone()).to_string(),
+            content_json: content_json.to_string(),
+            payload: Value::Object(crate::domain::invocation::merge_params(&trigger.params, input)),
+        }
+    }
+}
+
 /// What a publish stored, or why it stored nothing.
 #[derive(Debug)]
 pub enum Published {

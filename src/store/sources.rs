@@ -63,6 +63,7 @@ impl SourceRow {
             config: match spec.kind {
                 SourceType::HttpPoll => serde_json::to_string(&spec.poll),
                 SourceType::Monitor => serde_json::to_string(&spec.monitor),
+                SourceType::RedisStream => serde_json::to_string(&spec.redis_stream),
                 _ => serde_json::to_string(&spec.webhook),
             }
             .unwrap_or_default(),
@@ -109,6 +110,10 @@ impl SourceRow {
                 .transpose()?
                 .flatten(),
             monitor: config(SourceType::Monitor)
+                .map(|c| json_column("sources.config", c))
+                .transpose()?
+                .flatten(),
+            redis_stream: config(SourceType::RedisStream)
                 .map(|c| json_column("sources.config", c))
                 .transpose()?
                 .flatten(),

@@ -266,6 +266,26 @@ async fn sources_are_created_listed_updated_inspected_and_deleted() {
     let created = json_of(&hookgate(&app, &poll).await);
     assert_eq!(created["pollConfig"]["idPath"], "$.id");
     assert_eq!(created["pollConfig"]["every"], "60s");
+    let stream = [
+        "source",
+        "create",
+        "orders",
+        "--type",
+        "REDIS_STREAM",
+        "--trigger",
+        "test:fire-and-forget",
+        "--fetch",
+        "redis://:pw@127.0.0.1:6379/",
+        "--stream",
+        "orders",
+        "--json",
+    ];
+    let created = json_of(&hookgate(&app, &stream).await);
+    assert_eq!(
+        created["redisStreamConfig"],
+        json!({"url": "redis://:****@127.0.0.1:6379/", "stream": "orders", "group": "hookgate"})
+    );
+    ok(&hookgate(&app, &["source", "delete", "orders"]).await);
     ok(&hookgate(&app, &["source", "delete", "depth"]).await);
     ok(&hookgate(&app, &["source", "delete", "feed"]).await);
     ok(&hookgate(&app, &["source", "delete", "stripe"]).await);

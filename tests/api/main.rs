@@ -2,6 +2,7 @@
 #![expect(clippy::unwrap_used, clippy::expect_used, reason = "a test that cannot proceed should fail loudly")]
 
 mod auth;
+mod brokers;
 mod caches;
 mod cli;
 mod cli_remote;
@@ -17,7 +18,7 @@ mod polls;
 mod publish;
 mod replay;
 mod request_response;
-mod resilience;
+pub mod resilience;
 mod schedules;
 mod sink;
 mod sources;

@@ -56,18 +56,18 @@ async fn a_graceful_stop_finishes_in_flight_deliveries() {
     assert_eq!((in_flight, delivered), (0, 1));
 }
 
-struct Server {
-    child: Child,
-    url: String,
+pub struct Server {
+    pub child: Child,
+    pub url: String,
 }
 
 impl Server {
-    fn start(db: &TestDb) -> Self {
+    pub fn start(db: &TestDb) -> Self {
         Self::start_with(db, &[])
     }
 
     /// Starts `hookgate serve` on `db`, with these settings over the test defaults.
-    fn start_with(db: &TestDb, settings: &[(&str, &str)]) -> Self {
+    pub fn start_with(db: &TestDb, settings: &[(&str, &str)]) -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let mut command = Command::new(env!("CARGO_BIN_EXE_hookgate"));
         command

@@ -22,13 +22,20 @@ pub enum Via {
     Start,
     /// `POST /hooks/v1/bench`, a Standard Webhooks source: signed, with a `webhook-id` each.
     Webhook,
+    /// `XADD` to a fresh stream on the local Redis (127.0.0.1:6379) that a `REDIS_STREAM`
+    /// source consumes.
+    RedisStream,
 }
+
+/// The Redis the `redis-stream` route publishes to.
+const BENCH_REDIS: &str = "redis://127.0.0.1:6379/";
 
 /// How a publishing connection sends one event.
 #[derive(Clone)]
 pub(super) enum Entry {
     Start { url: String, token: String },
     Webhook { url: String, key: SigningKey },
+    RedisStream { con: redis::aio::MultiplexedConnection, stream: String },
 }
 
 impl Entry {
@@ -43,6 +50,32 @@ impl Entry {
             let url = format!("{base}/trigger-invocations/v1/start");
             return Ok(Self::Start { url, token: token.to_owned() });
         }
+        if via == Via::RedisStream {
+            let stream = format!("hookgate-bench:{}", uuid::Uuid::new_v4().simple());
+            let source = json!({"id": "bench", "name": "Benchmark", "type": "REDIS_STREAM", "triggerId": "bench:event",
+                "redisStreamConfig": {"url": BENCH_REDIS, "stream": stream, "group": "hookgate"}});
+            let created =
+                http.post(format!("{base}/sources/v1")).bearer_auth(token).json(&source).send().await?;
+            if !created.status().is_success() {
+                bail!("creating the benchmark source: {}", created.text().await?);
+            }
+            let mut con = redis::Client::open(BENCH_REDIS)?.get_multiplexed_async_connection().await?;
+            // Measure from when the server consumes, not from when it notices the new source.
+            let since = std::time::Instant::now();
+            loop {
+                // The consumer creates the stream and its group as it joins, then reads.
+                let groups: redis::RedisResult<Vec<redis::Value>> =
+                    redis::cmd("XINFO").arg("GROUPS").arg(&stream).query_async(&mut con).await;
+                if groups.is_ok_and(|g| !g.is_empty()) {
+                    break;
+                }
+                if since.elapsed() > Duration::from_secs(10) {
+                    bail!("the server did not start consuming {stream} within 10 s");
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            return Ok(Self::RedisStream { con, stream });
+        }
         let secret = new_signing_secret();
         let source = json!({"id": "bench", "name": "Benchmark", "type": "WEBHOOK", "triggerId": "bench:event",
             "webhookConfig": {"verification": "STANDARD_WEBHOOKS", "secret": secret.expose()}});
@@ -55,8 +88,15 @@ impl Entry {
         Ok(Self::Webhook { url: format!("{base}/hooks/v1/bench"), key })
     }
 
-    fn send(&self, http: &reqwest::Client, input: &Value, seq: usize) -> reqwest::RequestBuilder {
-        match self {
+    /// Sends one event; returns whether it was accepted.
+    async fn send(&self, http: &reqwest::Client, input: &Value, seq: usize) -> bool {
+        let request = match self {
+            Self::RedisStream { con, stream } => {
+                let added: redis::RedisResult<String> =
+                    redis::AsyncCommands::xadd(&mut con.clone(), stream, "*", &[("body", input.to_string())])
+                        .await;
+                return added.is_ok();
+            }
             Self::Start { url, token } => {
                 http.post(url).bearer_auth(token).json(&json!({"triggerId": "bench:event", "input": input}))
             }
@@ -75,6 +115,14 @@ impl Entry {
                     )
                     .body(body)
             }
+        };
+        request.send().await.is_ok_and(|r| r.status().is_success())
+    }
+
+    /// Removes what the entry made outside hookgate (a Redis stream).
+    pub(super) async fn close(self) {
+        if let Self::RedisStream { mut con, stream } = self {
+            let _: redis::RedisResult<()> = redis::AsyncCommands::del(&mut con, &stream).await;
         }
     }
 }
@@ -93,7 +141,7 @@ pub(super) async fn publish(
     let publishers: Vec<_> = (0..args.concurrency)
         .map(|_| {
             let (http, next, accepted, entry) = (http.clone(), next.clone(), accepted.clone(), entry.clone());
-            let events = args.events;
+            let (events, pad) = (args.events, "x".repeat(args.pad));
             actix_web::rt::spawn(async move {
                 loop {
                     let seq = next.fetch_add(1, Ordering::Relaxed);
@@ -117,8 +165,12 @@ pub(super) async fn publish(
                             due
                         }
                     };
-                    let sent = entry.send(&http, &json!({"seq": seq, "t0": t0}), seq).send().await;
-                    if sent.is_ok_and(|r| r.status().is_success()) {
+                    let input = if pad.is_empty() {
+                        json!({"seq": seq, "t0": t0})
+                    } else {
+                        json!({"seq": seq, "t0": t0, "pad": pad})
+                    };
+                    if entry.send(&http, &input, seq).await {
                         accepted.fetch_add(1, Ordering::Relaxed);
                     }
                 }

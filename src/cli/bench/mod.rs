@@ -54,10 +54,13 @@ pub struct BenchArgs {
     /// Publish this many events while nothing delivers, then measure how fast they drain.
     #[arg(long)]
     pending: Option<usize>,
-    /// The route events are published through: `start`, or `webhook` (a signed inbound webhook
-    /// source, one message per event).
+    /// The route events are published through: `start`, `webhook` (a signed inbound webhook
+    /// source, one message per event) or `redis-stream` (entries on the local Redis).
     #[arg(long, value_enum, default_value = "start")]
     via: load::Via,
+    /// Pads each event's input with this many bytes (`"pad": "xxx…"`), for message-size runs.
+    #[arg(long, default_value_t = 0)]
+    pad: usize,
 }
 
 /// A database made for one run, and what to remove afterwards.
@@ -109,8 +112,8 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     if args.pending == Some(0) {
         bail!("--pending takes at least 1 event");
     }
-    if args.pending.is_some() && args.via == load::Via::Webhook {
-        bail!("--pending publishes in batches through start; --via webhook sends one message per event");
+    if args.pending.is_some() && args.via != load::Via::Start {
+        bail!("--pending publishes in batches through start; --via sends one message per event");
     }
     let FreshDb { url, schema, dir } = fresh_database(args.database_url.as_deref())?;
     let log = std::env::temp_dir().join(format!("hookgate-bench-{}.log", uuid::Uuid::new_v4().simple()));
@@ -281,6 +284,7 @@ impl Run<'_> {
             let published = publish(args, http, &entry).await?;
             let done = wait_for(received, published * args.subscriptions, args.idle_timeout).await;
             let elapsed = started.elapsed().saturating_sub(done);
+            entry.close().await;
             let cpu = Cpu::now(server.child.id(), backend).since(cpu_start);
             anyhow::Ok((published, elapsed, cpu))
         }

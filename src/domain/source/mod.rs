@@ -2,6 +2,7 @@
 //! into the input of an event on its trigger (or on the trigger its routes pick).
 //! A `WEBHOOK` source is a URL a sender posts to, checked as that sender signs.
 
+pub mod broker;
 pub mod poll;
 pub mod verify;
 
@@ -14,6 +15,7 @@ use serde_json::{Map, Value};
 use super::filter::Filter;
 use super::ids::{SourceId, TriggerId};
 use super::secret::Secret;
+pub use broker::RedisStreamConfig;
 pub use poll::{MonitorConfig, PollConfig};
 pub use verify::Verification;
 
@@ -180,6 +182,7 @@ pub struct SourceSpec {
     pub webhook: Option<WebhookConfig>,
     pub poll: Option<PollConfig>,
     pub monitor: Option<MonitorConfig>,
+    pub redis_stream: Option<RedisStreamConfig>,
 }
 
 impl SourceSpec {
@@ -192,6 +195,7 @@ impl SourceSpec {
             (SourceType::Webhook, self.webhook.is_some(), "webhookConfig"),
             (SourceType::HttpPoll, self.poll.is_some(), "pollConfig"),
             (SourceType::Monitor, self.monitor.is_some(), "monitorConfig"),
+            (SourceType::RedisStream, self.redis_stream.is_some(), "redisStreamConfig"),
         ];
         for (kind, present, field) in given {
             if present && kind != self.kind {
@@ -211,9 +215,16 @@ impl SourceSpec {
                 let monitor = self.monitor.as_ref().ok_or("monitorConfig: required for a MONITOR source")?;
                 return monitor.validate();
             }
+            SourceType::RedisStream => {
+                let stream = self
+                    .redis_stream
+                    .as_ref()
+                    .ok_or("redisStreamConfig: required for a REDIS_STREAM source")?;
+                return stream.validate();
+            }
             other => {
                 return Err(format!(
-                    "type: {} sources are not available yet; use WEBHOOK, HTTP_POLL or MONITOR",
+                    "type: {} sources are not available yet; use WEBHOOK, HTTP_POLL, MONITOR or REDIS_STREAM",
                     other.as_str()
                 ));
             }
