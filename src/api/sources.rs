@@ -16,8 +16,8 @@ use crate::domain::scope;
 use crate::domain::secret::{self, Secret};
 use crate::domain::source::poll::Fetch;
 use crate::domain::source::{
-    MonitorConfig, PollConfig, RedisStreamConfig, RejectReason, Routes, RoutesDoc, Source, SourceSpec,
-    SourceType, Verification, WebhookConfig,
+    AmqpConfig, MonitorConfig, NatsConfig, PollConfig, RedisStreamConfig, RejectReason, Routes, RoutesDoc,
+    Source, SourceSpec, SourceType, Verification, WebhookConfig,
 };
 use crate::store::{self, StoreError};
 
@@ -33,6 +33,8 @@ const PATCHABLE: &[&str] = &[
     "pollConfig",
     "monitorConfig",
     "redisStreamConfig",
+    "natsConfig",
+    "amqpConfig",
 ];
 
 #[derive(Serialize)]
@@ -64,6 +66,10 @@ struct SourceOut {
     monitor_config: Option<MonitorConfig>,
     #[serde(skip_serializing_if = "Option::is_none")]
     redis_stream_config: Option<RedisStreamConfig>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    nats_config: Option<NatsConfig>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    amqp_config: Option<AmqpConfig>,
     /// Where a sender posts (WEBHOOK).
     #[serde(skip_serializing_if = "Option::is_none")]
     url: Option<String>,
@@ -102,6 +108,8 @@ impl SourceOut {
                 m
             }),
             redis_stream_config: s.spec.redis_stream.as_ref().map(RedisStreamConfig::shown),
+            nats_config: s.spec.nats.as_ref().map(NatsConfig::shown),
+            amqp_config: s.spec.amqp.as_ref().map(AmqpConfig::shown),
             url,
             status: StatusOut {
                 received: status.received,
@@ -131,6 +139,8 @@ struct SourceIn {
     poll_config: Option<PollConfig>,
     monitor_config: Option<MonitorConfig>,
     redis_stream_config: Option<RedisStreamConfig>,
+    nats_config: Option<NatsConfig>,
+    amqp_config: Option<AmqpConfig>,
 }
 
 fn invalid(message: String) -> ApiError {
@@ -172,6 +182,14 @@ impl SourceIn {
         {
             new.keep_password(stored);
         }
+        let mut nats = self.nats_config;
+        if let (Some(new), Some(stored)) = (nats.as_mut(), current.and_then(|c| c.spec.nats.as_ref())) {
+            new.keep_password(stored);
+        }
+        let mut amqp = self.amqp_config;
+        if let (Some(new), Some(stored)) = (amqp.as_mut(), current.and_then(|c| c.spec.amqp.as_ref())) {
+            new.keep_password(stored);
+        }
         let spec = SourceSpec {
             name: self.name,
             kind: self.kind,
@@ -183,6 +201,8 @@ impl SourceIn {
             poll,
             monitor,
             redis_stream,
+            nats,
+            amqp,
         };
         spec.validate().map_err(invalid)?;
         Ok(spec)
@@ -345,6 +365,8 @@ pub async fn patch(
             "pollConfig": current.spec.poll.as_ref().map(|p| PollConfig { fetch: Fetch { headers: None, ..p.fetch.clone() }, ..p.clone() }),
             "monitorConfig": current.spec.monitor.as_ref().map(|m| MonitorConfig { fetch: Fetch { headers: None, ..m.fetch.clone() }, ..m.clone() }),
             "redisStreamConfig": current.spec.redis_stream.as_ref().map(RedisStreamConfig::shown),
+            "natsConfig": current.spec.nats.as_ref().map(NatsConfig::shown),
+            "amqpConfig": current.spec.amqp.as_ref().map(AmqpConfig::shown),
         });
         patch::apply(doc, ops, PATCHABLE)
     })

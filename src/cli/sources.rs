@@ -11,19 +11,28 @@ use super::resources::{Toggle, patch, patch_ops, query, report, rows, seg, show}
 pub struct NewSource {
     /// The source's id, a slug such as `stripe` (generated when absent); it names its URL.
     id: Option<String>,
-    /// `WEBHOOK`, `HTTP_POLL`, `MONITOR` or `REDIS_STREAM`.
+    /// `WEBHOOK`, `HTTP_POLL`, `MONITOR`, `REDIS_STREAM`, `NATS` or `AMQP`.
     #[arg(long = "type", default_value = "WEBHOOK")]
     kind: String,
-    /// `HTTP_POLL`, `MONITOR`: the URL fetched; `REDIS_STREAM`: the Redis server's URL
-    /// (`--url` names hookgate itself).
+    /// `HTTP_POLL`, `MONITOR`: the URL fetched; `REDIS_STREAM`, `NATS`, `AMQP`: the broker's
+    /// URL (`--url` names hookgate itself).
     #[arg(long)]
     fetch: Option<String>,
-    /// `REDIS_STREAM`: the stream consumed.
+    /// `REDIS_STREAM`, `NATS`: the stream consumed.
     #[arg(long)]
     stream: Option<String>,
     /// `REDIS_STREAM`: the consumer group every instance joins.
     #[arg(long, default_value = "hookgate")]
     group: String,
+    /// `NATS`: the subject the stream holds.
+    #[arg(long)]
+    subject: Option<String>,
+    /// `NATS`: the durable consumer every instance shares.
+    #[arg(long, default_value = "hookgate")]
+    durable: String,
+    /// `AMQP`: the durable queue consumed.
+    #[arg(long)]
+    queue: Option<String>,
     /// `HTTP_POLL`, `MONITOR`: how often, e.g. 30s.
     #[arg(long, default_value = "60s")]
     every: String,
@@ -198,6 +207,10 @@ async fn create(remote: &Remote, json_out: bool, new: NewSource) -> anyhow::Resu
                 poll["itemsPath"] = json!(path);
             }
             body["pollConfig"] = poll;
+        }
+        "AMQP" => body["amqpConfig"] = json!({"url": new.fetch, "queue": new.queue}),
+        "NATS" => {
+            body["natsConfig"] = json!({"url": new.fetch, "stream": new.stream, "subject": new.subject, "durable": new.durable});
         }
         "REDIS_STREAM" => {
             body["redisStreamConfig"] = json!({"url": new.fetch, "stream": new.stream, "group": new.group});

@@ -64,7 +64,9 @@ impl SourceRow {
                 SourceType::HttpPoll => serde_json::to_string(&spec.poll),
                 SourceType::Monitor => serde_json::to_string(&spec.monitor),
                 SourceType::RedisStream => serde_json::to_string(&spec.redis_stream),
-                _ => serde_json::to_string(&spec.webhook),
+                SourceType::Nats => serde_json::to_string(&spec.nats),
+                SourceType::Amqp => serde_json::to_string(&spec.amqp),
+                SourceType::Webhook => serde_json::to_string(&spec.webhook),
             }
             .unwrap_or_default(),
             hook_token: token.map(|t| t.expose().to_owned()),
@@ -117,6 +119,8 @@ impl SourceRow {
                 .map(|c| json_column("sources.config", c))
                 .transpose()?
                 .flatten(),
+            nats: config(SourceType::Nats).map(|c| json_column("sources.config", c)).transpose()?.flatten(),
+            amqp: config(SourceType::Amqp).map(|c| json_column("sources.config", c)).transpose()?.flatten(),
             name: self.name,
         };
         Ok(Source {

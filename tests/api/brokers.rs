@@ -219,3 +219,346 @@ async fn a_killed_consumer_s_entries_are_all_fired_after_a_restart() {
     producer.await.unwrap();
     let _: () = con.del(&name).await.unwrap();
 }
+
+// NATS JetStream, at 127.0.0.1:4222.
+
+const NATS: &str = "nats://127.0.0.1:4222";
+
+/// A stream name and a subject no other test uses.
+fn jetstream_names() -> (String, String) {
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    (format!("HG_{id}"), format!("hookgate-test.{id}"))
+}
+
+async fn nats_source(app: &TestApp, id: &str, stream: &str, subject: &str) -> Value {
+    create_source(
+        app,
+        &json!({
+            "id": id, "name": id, "type": "NATS", "triggerId": TRIGGER,
+            "natsConfig": {"url": NATS, "stream": stream, "subject": subject, "durable": "hookgate"},
+        }),
+    )
+    .await
+}
+
+async fn jetstream() -> async_nats::jetstream::Context {
+    async_nats::jetstream::new(async_nats::connect(NATS).await.unwrap())
+}
+
+/// Publishes to `subject` and waits for the stream to have stored it.
+async fn publish(js: &async_nats::jetstream::Context, subject: &str, body: String) {
+    js.publish(subject.to_owned(), body.into()).await.unwrap().await.unwrap();
+}
+
+/// Waits until the stream exists (the source's consumer creates it).
+async fn stream_ready(js: &async_nats::jetstream::Context, stream: &str) {
+    for _ in 0..100 {
+        if js.get_stream(stream).await.is_ok() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the consumer did not create stream {stream}");
+}
+
+#[actix_web::test]
+async fn a_thousand_nats_messages_fire_a_thousand_events_and_are_acknowledged() {
+    let app = TestApp::spawn_with(|s| s.sources = true).await;
+    app.subscribe_url("http://127.0.0.1:9/never").await;
+    let (stream, subject) = jetstream_names();
+    let created = nats_source(&app, "nats-orders", &stream, &subject).await;
+    assert_eq!(created["natsConfig"]["durable"], "hookgate");
+    let js = jetstream().await;
+    stream_ready(&js, &stream).await;
+    let pad = "x".repeat(1000);
+    for i in 0..1000 {
+        publish(&js, &subject, json!({"identityId": format!("n{i}"), "pad": pad}).to_string()).await;
+    }
+    assert!(until(Duration::from_secs(30), || stored(&app) >= 1000).await, "stored {}", stored(&app));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(stored(&app), 1000, "none twice");
+    let mut consumer: async_nats::jetstream::consumer::PullConsumer =
+        js.get_stream(&stream).await.unwrap().get_consumer("hookgate").await.unwrap();
+    let mut acked = false;
+    for _ in 0..40 {
+        let info = consumer.info().await.unwrap();
+        if info.num_ack_pending == 0 && info.num_pending == 0 {
+            acked = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(acked, "every message was acknowledged");
+    js.delete_stream(&stream).await.unwrap();
+}
+
+#[actix_web::test]
+async fn a_poison_nats_message_is_a_rejection_not_a_stuck_consumer() {
+    let app = TestApp::spawn_with(|s| s.sources = true).await;
+    app.subscribe_url("http://127.0.0.1:9/never").await;
+    let (stream, subject) = jetstream_names();
+    nats_source(&app, "nats-poisoned", &stream, &subject).await;
+    let js = jetstream().await;
+    stream_ready(&js, &stream).await;
+    publish(&js, &subject, "not json".into()).await;
+    publish(&js, &subject, r#"{"identityId": "after"}"#.into()).await;
+    assert!(until(Duration::from_secs(10), || stored(&app) >= 1).await);
+    let rejections: Value = app.get("/sources/v1/nats-poisoned/rejections").await.json().await.unwrap();
+    assert_eq!(rejections[0]["reason"], "NOT_JSON", "{rejections}");
+    assert_eq!(rejections[0]["excerpt"], "not json");
+    js.delete_stream(&stream).await.unwrap();
+}
+
+#[actix_web::test]
+async fn a_killed_nats_consumer_s_messages_are_all_fired_once_by_the_instances_left() {
+    let db = std::sync::Arc::new(TestDb::new());
+    let app = TestApp::spawn_on(db.clone(), |_| {}).await;
+    app.subscribe_url("http://127.0.0.1:9/never").await;
+    let (stream, subject) = jetstream_names();
+    nats_source(&app, "nats-killed", &stream, &subject).await;
+    let mut first = Server::start(&db);
+    let js = jetstream().await;
+    stream_ready(&js, &stream).await;
+    // An instance that died earlier pulled 50 messages and never acknowledged them.
+    for i in 0..50 {
+        publish(&js, &subject, json!({"identityId": format!("k{i}")}).to_string()).await;
+    }
+    first.child.kill().unwrap();
+    first.child.wait().unwrap();
+    let durable: async_nats::jetstream::consumer::PullConsumer =
+        js.get_stream(&stream).await.unwrap().get_consumer("hookgate").await.unwrap();
+    let mut pulled = durable.fetch().max_messages(50).messages().await.unwrap();
+    let mut taken = 0;
+    while let Some(message) = futures_util::StreamExt::next(&mut pulled).await {
+        message.unwrap();
+        taken += 1;
+    }
+    assert!(taken > 0, "the dead instance held messages");
+    let mut first = Server::start(&db);
+    let second = TestApp::spawn_on(db.clone(), |s| s.sources = true).await;
+    let producer = actix_web::rt::spawn({
+        let (js, subject) = (js.clone(), subject.clone());
+        async move {
+            for i in 50..2000 {
+                publish(&js, &subject, json!({"identityId": format!("k{i}")}).to_string()).await;
+                if i % 50 == 49 {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    });
+    assert!(until(Duration::from_secs(20), || stored(&app) >= 300).await, "the consumers started");
+    first.child.kill().unwrap();
+    first.child.wait().unwrap();
+    let at_kill = stored(&app);
+    assert!(at_kill < 2000, "killed mid-stream ({at_kill} stored)");
+    let all = until(Duration::from_secs(30), || stored(&app) >= 2000).await;
+    producer.await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(all, "stored {} of 2000 ({at_kill} at the kill)", stored(&app));
+    assert_eq!(stored(&second), 2000, "each message fired once");
+    js.delete_stream(&stream).await.unwrap();
+}
+
+#[actix_web::test]
+async fn a_nats_server_that_is_down_is_reported() {
+    let app = TestApp::spawn_with(|s| s.sources = true).await;
+    create_source(&app, &json!({
+        "id": "nats-down", "name": "down", "type": "NATS", "triggerId": TRIGGER,
+        "natsConfig": {"url": "nats://me:hunter2@127.0.0.1:1", "stream": "S", "subject": "s", "durable": "d"},
+    }))
+    .await;
+    let mut error = Value::Null;
+    for _ in 0..200 {
+        let source: Value = app.get("/sources/v1/nats-down").await.json().await.unwrap();
+        assert_eq!(source["natsConfig"]["url"], "nats://me:****@127.0.0.1:1", "the password is write-only");
+        error = source["status"]["lastError"].clone();
+        if error.is_string() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(error.as_str().is_some_and(|e| e.starts_with("nats:")), "{error}");
+}
+
+// RabbitMQ (AMQP 0-9-1), at 127.0.0.1:5672 as guest.
+
+const AMQP: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+
+/// A connection and a channel to RabbitMQ; the connection must outlive the channel's use.
+async fn rabbit() -> (lapin::Connection, lapin::Channel) {
+    let connection = lapin::Connection::connect(AMQP, lapin::ConnectionProperties::default()).await.unwrap();
+    let channel = connection.create_channel().await.unwrap();
+    (connection, channel)
+}
+
+/// A durable queue no other test uses, declared as the source declares it.
+async fn rabbit_queue(channel: &lapin::Channel) -> String {
+    let name = format!("hookgate-test-{}", uuid::Uuid::new_v4().simple());
+    let durable = lapin::options::QueueDeclareOptions { durable: true, ..Default::default() };
+    channel.queue_declare(name.as_str().into(), durable, lapin::types::FieldTable::default()).await.unwrap();
+    name
+}
+
+async fn rabbit_publish(channel: &lapin::Channel, queue: &str, body: &str, id: &str) {
+    let properties = lapin::BasicProperties::default().with_message_id(id.into());
+    channel
+        .basic_publish(
+            "".into(),
+            queue.into(),
+            lapin::options::BasicPublishOptions::default(),
+            body.as_bytes(),
+            properties,
+        )
+        .await
+        .unwrap();
+}
+
+async fn amqp_source(app: &TestApp, id: &str, queue: &str) -> Value {
+    create_source(
+        app,
+        &json!({
+            "id": id, "name": id, "type": "AMQP", "triggerId": TRIGGER,
+            "amqpConfig": {"url": AMQP, "queue": queue},
+        }),
+    )
+    .await
+}
+
+#[actix_web::test]
+async fn a_thousand_rabbitmq_messages_fire_a_thousand_events_and_are_acknowledged() {
+    let app = TestApp::spawn_with(|s| s.sources = true).await;
+    app.subscribe_url("http://127.0.0.1:9/never").await;
+    let (_connection, channel) = rabbit().await;
+    let queue = rabbit_queue(&channel).await;
+    let created = amqp_source(&app, "rabbit-orders", &queue).await;
+    assert_eq!(
+        created["amqpConfig"]["url"], "amqp://guest:****@127.0.0.1:5672/%2f",
+        "the password is write-only"
+    );
+    let pad = "x".repeat(1000);
+    for i in 0..1000 {
+        rabbit_publish(
+            &channel,
+            &queue,
+            &json!({"identityId": format!("r{i}"), "pad": pad}).to_string(),
+            &format!("m{i}"),
+        )
+        .await;
+    }
+    assert!(until(Duration::from_secs(30), || stored(&app) >= 1000).await, "stored {}", stored(&app));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(stored(&app), 1000, "none twice");
+    let passive = lapin::options::QueueDeclareOptions { passive: true, ..Default::default() };
+    let left = channel
+        .queue_declare(queue.as_str().into(), passive, lapin::types::FieldTable::default())
+        .await
+        .unwrap();
+    assert_eq!(left.message_count(), 0, "every message was acknowledged");
+    channel.queue_delete(queue.as_str().into(), lapin::options::QueueDeleteOptions::default()).await.unwrap();
+}
+
+#[actix_web::test]
+async fn a_poison_rabbitmq_message_is_a_rejection_not_a_stuck_consumer() {
+    let app = TestApp::spawn_with(|s| s.sources = true).await;
+    app.subscribe_url("http://127.0.0.1:9/never").await;
+    let (_connection, channel) = rabbit().await;
+    let queue = rabbit_queue(&channel).await;
+    amqp_source(&app, "rabbit-poisoned", &queue).await;
+    rabbit_publish(&channel, &queue, "not json", "p1").await;
+    rabbit_publish(&channel, &queue, r#"{"identityId": "after"}"#, "p2").await;
+    assert!(until(Duration::from_secs(10), || stored(&app) >= 1).await);
+    let rejections: Value = app.get("/sources/v1/rabbit-poisoned/rejections").await.json().await.unwrap();
+    assert_eq!(rejections[0]["reason"], "NOT_JSON", "{rejections}");
+    channel.queue_delete(queue.as_str().into(), lapin::options::QueueDeleteOptions::default()).await.unwrap();
+}
+
+#[actix_web::test]
+async fn a_killed_rabbitmq_consumer_s_messages_are_all_fired_once_by_the_instances_left() {
+    let db = std::sync::Arc::new(TestDb::new());
+    let app = TestApp::spawn_on(db.clone(), |_| {}).await;
+    app.subscribe_url("http://127.0.0.1:9/never").await;
+    let (_connection, channel) = rabbit().await;
+    let queue = rabbit_queue(&channel).await;
+    amqp_source(&app, "rabbit-killed", &queue).await;
+    // An instance that died earlier took 50 messages and never acknowledged them.
+    for i in 0..50 {
+        rabbit_publish(
+            &channel,
+            &queue,
+            &json!({"identityId": format!("k{i}")}).to_string(),
+            &format!("k{i}"),
+        )
+        .await;
+    }
+    {
+        let (dead, dead_channel) = rabbit().await;
+        dead_channel.basic_qos(50, lapin::options::BasicQosOptions::default()).await.unwrap();
+        let mut taking = dead_channel
+            .basic_consume(
+                queue.as_str().into(),
+                "dead".into(),
+                lapin::options::BasicConsumeOptions::default(),
+                lapin::types::FieldTable::default(),
+            )
+            .await
+            .unwrap();
+        for _ in 0..50 {
+            futures_util::StreamExt::next(&mut taking).await.unwrap().unwrap();
+        }
+        dead.close(0, "killed".into()).await.unwrap();
+    }
+    let mut first = Server::start(&db);
+    let second = TestApp::spawn_on(db.clone(), |s| s.sources = true).await;
+    let producer = actix_web::rt::spawn({
+        let (channel, queue) = (channel.clone(), queue.clone());
+        async move {
+            for i in 50..2000 {
+                rabbit_publish(
+                    &channel,
+                    &queue,
+                    &json!({"identityId": format!("k{i}")}).to_string(),
+                    &format!("k{i}"),
+                )
+                .await;
+                if i % 50 == 49 {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    });
+    assert!(until(Duration::from_secs(20), || stored(&app) >= 300).await, "the consumers started");
+    first.child.kill().unwrap();
+    first.child.wait().unwrap();
+    let at_kill = stored(&app);
+    assert!(at_kill < 2000, "killed mid-stream ({at_kill} stored)");
+    let all = until(Duration::from_secs(30), || stored(&app) >= 2000).await;
+    producer.await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(all, "stored {} of 2000 ({at_kill} at the kill)", stored(&app));
+    assert_eq!(stored(&second), 2000, "each message fired once");
+    channel.queue_delete(queue.as_str().into(), lapin::options::QueueDeleteOptions::default()).await.unwrap();
+}
+
+#[actix_web::test]
+async fn a_rabbitmq_that_is_down_is_reported() {
+    let app = TestApp::spawn_with(|s| s.sources = true).await;
+    create_source(
+        &app,
+        &json!({
+            "id": "rabbit-down", "name": "down", "type": "AMQP", "triggerId": TRIGGER,
+            "amqpConfig": {"url": "amqp://guest:guest@127.0.0.1:1/%2f", "queue": "q"},
+        }),
+    )
+    .await;
+    let mut error = Value::Null;
+    for _ in 0..200 {
+        let source: Value = app.get("/sources/v1/rabbit-down").await.json().await.unwrap();
+        error = source["status"]["lastError"].clone();
+        if error.is_string() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(error.as_str().is_some_and(|e| e.starts_with("amqp:")), "{error}");
+}

@@ -286,6 +286,53 @@ async fn sources_are_created_listed_updated_inspected_and_deleted() {
         json!({"url": "redis://:****@127.0.0.1:6379/", "stream": "orders", "group": "hookgate"})
     );
     ok(&hookgate(&app, &["source", "delete", "orders"]).await);
+    let nats = [
+        "source",
+        "create",
+        "n",
+        "--type",
+        "NATS",
+        "--trigger",
+        "test:fire-and-forget",
+        "--fetch",
+        "nats://127.0.0.1:4222",
+        "--stream",
+        "ORDERS",
+        "--subject",
+        "orders.created",
+        "--json",
+    ];
+    let created = json_of(&hookgate(&app, &nats).await);
+    assert_eq!(created["natsConfig"]["durable"], "hookgate");
+    let amqp = [
+        "source",
+        "create",
+        "a",
+        "--type",
+        "AMQP",
+        "--trigger",
+        "test:fire-and-forget",
+        "--fetch",
+        "amqp://guest:guest@127.0.0.1:5672/%2f",
+        "--queue",
+        "orders",
+        "--json",
+    ];
+    let created = json_of(&hookgate(&app, &amqp).await);
+    assert_eq!(
+        created["amqpConfig"],
+        json!({"url": "amqp://guest:****@127.0.0.1:5672/%2f", "queue": "orders"})
+    );
+    ok(&hookgate(&app, &["source", "update", "n", "--disable"]).await);
+    ok(&hookgate(&app, &["source", "update", "a", "--disable"]).await);
+    let stored = app.store.run_blocking(|c| hookgate::store::sources::get(c, &"a".parse().unwrap())).unwrap();
+    assert_eq!(
+        stored.spec.amqp.unwrap().url,
+        "amqp://guest:guest@127.0.0.1:5672/%2f",
+        "a patch keeps the password"
+    );
+    ok(&hookgate(&app, &["source", "delete", "n"]).await);
+    ok(&hookgate(&app, &["source", "delete", "a"]).await);
     ok(&hookgate(&app, &["source", "delete", "depth"]).await);
     ok(&hookgate(&app, &["source", "delete", "feed"]).await);
     ok(&hookgate(&app, &["source", "delete", "stripe"]).await);

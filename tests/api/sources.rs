@@ -94,7 +94,22 @@ async fn bad_source_bodies_are_refused_with_the_field_named() {
     let good = webhook_source("good", secret.expose());
     let cases: Vec<(Value, &str)> = vec![
         (json!({"name": "x", "type": "KAFKA", "triggerId": TRIGGER}), "type"),
-        (json!({"name": "x", "type": "NATS", "triggerId": TRIGGER}), "not available yet"),
+        (json!({"name": "x", "type": "NATS", "triggerId": TRIGGER}), "natsConfig: required"),
+        (
+            json!({"name": "x", "type": "AMQP", "triggerId": TRIGGER,
+                "amqpConfig": {"url": "amqps://h:5671/", "queue": "q"}}),
+            "amqps is not supported",
+        ),
+        (
+            json!({"name": "x", "type": "NATS", "triggerId": TRIGGER,
+                "natsConfig": {"url": "nats://h:4222", "stream": "a.b", "subject": "s", "durable": "d"}}),
+            "natsConfig.stream",
+        ),
+        (
+            json!({"name": "x", "type": "REDIS_STREAM", "triggerId": TRIGGER,
+                "redisStreamConfig": {"url": "http://h:6379", "stream": "s", "group": "g"}}),
+            "redisStreamConfig.url",
+        ),
         (json!({"name": "x", "type": "WEBHOOK", "triggerId": TRIGGER}), "webhookConfig"),
         (
             json!({"name": "x", "type": "WEBHOOK", "triggerId": TRIGGER, "webhookConfig": {"verification": "GITHUB"}}),

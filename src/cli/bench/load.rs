@@ -25,7 +25,15 @@ pub enum Via {
     /// `XADD` to a fresh stream on the local Redis (127.0.0.1:6379) that a `REDIS_STREAM`
     /// source consumes.
     RedisStream,
+    /// A JetStream publish to a fresh stream on the local NATS (127.0.0.1:4222).
+    Nats,
+    /// A publish to a fresh durable queue on the local RabbitMQ (127.0.0.1:5672, guest).
+    Amqp,
 }
+
+/// The NATS and RabbitMQ the broker routes publish to.
+const BENCH_NATS: &str = "nats://127.0.0.1:4222";
+const BENCH_AMQP: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 
 /// The Redis the `redis-stream` route publishes to.
 const BENCH_REDIS: &str = "redis://127.0.0.1:6379/";
@@ -36,6 +44,37 @@ pub(super) enum Entry {
     Start { url: String, token: String },
     Webhook { url: String, key: SigningKey },
     RedisStream { con: redis::aio::MultiplexedConnection, stream: String },
+    Nats { js: async_nats::jetstream::Context, stream: String, subject: String },
+    Amqp { _connection: Arc<lapin::Connection>, channel: lapin::Channel, queue: String },
+}
+
+/// Creates the benchmark's source.
+async fn create_source(
+    http: &reqwest::Client,
+    base: &str,
+    token: &str,
+    source: &Value,
+) -> anyhow::Result<()> {
+    let created = http.post(format!("{base}/sources/v1")).bearer_auth(token).json(source).send().await?;
+    if !created.status().is_success() {
+        bail!("creating the benchmark source: {}", created.text().await?);
+    }
+    Ok(())
+}
+
+/// Waits until `joined` says the server consumes (measure from then, not from when it noticed
+/// the new source).
+async fn until_consuming<F: std::future::Future<Output = bool>>(
+    mut joined: impl FnMut() -> F,
+) -> anyhow::Result<()> {
+    let since = std::time::Instant::now();
+    while !joined().await {
+        if since.elapsed() > Duration::from_secs(10) {
+            bail!("the server did not start consuming within 10 s");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(())
 }
 
 impl Entry {
@@ -49,6 +88,59 @@ impl Entry {
         if via == Via::Start {
             let url = format!("{base}/trigger-invocations/v1/start");
             return Ok(Self::Start { url, token: token.to_owned() });
+        }
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        if via == Via::Nats {
+            let (stream, subject) = (format!("HGBENCH_{id}"), format!("hookgate-bench.{id}"));
+            create_source(http, base, token, &json!({"id": "bench", "name": "Benchmark", "type": "NATS",
+                "triggerId": "bench:event",
+                "natsConfig": {"url": BENCH_NATS, "stream": stream, "subject": subject, "durable": "hookgate"}}))
+            .await?;
+            let js = async_nats::jetstream::new(async_nats::connect(BENCH_NATS).await?);
+            until_consuming(|| {
+                let (js, stream) = (js.clone(), stream.clone());
+                async move {
+                    match js.get_stream(&stream).await {
+                        Ok(s) => s
+                            .get_consumer::<async_nats::jetstream::consumer::pull::Config>("hookgate")
+                            .await
+                            .is_ok(),
+                        Err(_) => false,
+                    }
+                }
+            })
+            .await?;
+            return Ok(Self::Nats { js, stream, subject });
+        }
+        if via == Via::Amqp {
+            let queue = format!("hookgate-bench-{id}");
+            let connection =
+                lapin::Connection::connect(BENCH_AMQP, lapin::ConnectionProperties::default()).await?;
+            let channel = connection.create_channel().await?;
+            let durable = lapin::options::QueueDeclareOptions { durable: true, ..Default::default() };
+            channel
+                .queue_declare(queue.as_str().into(), durable, lapin::types::FieldTable::default())
+                .await?;
+            create_source(
+                http,
+                base,
+                token,
+                &json!({"id": "bench", "name": "Benchmark", "type": "AMQP",
+                "triggerId": "bench:event", "amqpConfig": {"url": BENCH_AMQP, "queue": queue}}),
+            )
+            .await?;
+            until_consuming(|| {
+                let (channel, queue) = (channel.clone(), queue.clone());
+                async move {
+                    let passive = lapin::options::QueueDeclareOptions { passive: true, ..Default::default() };
+                    channel
+                        .queue_declare(queue.as_str().into(), passive, lapin::types::FieldTable::default())
+                        .await
+                        .is_ok_and(|q| q.consumer_count() > 0)
+                }
+            })
+            .await?;
+            return Ok(Self::Amqp { _connection: Arc::new(connection), channel, queue });
         }
         if via == Via::RedisStream {
             let stream = format!("hookgate-bench:{}", uuid::Uuid::new_v4().simple());
@@ -97,6 +189,22 @@ impl Entry {
                         .await;
                 return added.is_ok();
             }
+            Self::Nats { js, subject, .. } => {
+                return match js.publish(subject.clone(), input.to_string().into()).await {
+                    Ok(stored) => stored.await.is_ok(),
+                    Err(_) => false,
+                };
+            }
+            Self::Amqp { channel, queue, .. } => {
+                let properties = lapin::BasicProperties::default().with_message_id(format!("m{seq}").into());
+                let options = lapin::options::BasicPublishOptions::default();
+                let body = input.to_string();
+                let queue = queue.as_str().into();
+                return channel
+                    .basic_publish("".into(), queue, options, body.as_bytes(), properties)
+                    .await
+                    .is_ok();
+            }
             Self::Start { url, token } => {
                 http.post(url).bearer_auth(token).json(&json!({"triggerId": "bench:event", "input": input}))
             }
@@ -121,8 +229,18 @@ impl Entry {
 
     /// Removes what the entry made outside hookgate (a Redis stream).
     pub(super) async fn close(self) {
-        if let Self::RedisStream { mut con, stream } = self {
-            let _: redis::RedisResult<()> = redis::AsyncCommands::del(&mut con, &stream).await;
+        match self {
+            Self::RedisStream { mut con, stream } => {
+                let _: redis::RedisResult<()> = redis::AsyncCommands::del(&mut con, &stream).await;
+            }
+            Self::Nats { js, stream, .. } => {
+                let _ = js.delete_stream(&stream).await;
+            }
+            Self::Amqp { channel, queue, .. } => {
+                let options = lapin::options::QueueDeleteOptions::default();
+                let _ = channel.queue_delete(queue.as_str().into(), options).await;
+            }
+            Self::Start { .. } | Self::Webhook { .. } => {}
         }
     }
 }

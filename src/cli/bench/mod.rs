@@ -55,7 +55,8 @@ pub struct BenchArgs {
     #[arg(long)]
     pending: Option<usize>,
     /// The route events are published through: `start`, `webhook` (a signed inbound webhook
-    /// source, one message per event) or `redis-stream` (entries on the local Redis).
+    /// source, one message per event), `redis-stream`, `nats` or `amqp` (messages on the local
+    /// broker).
     #[arg(long, value_enum, default_value = "start")]
     via: load::Via,
     /// Pads each event's input with this many bytes (`"pad": "xxx…"`), for message-size runs.

@@ -1,5 +1,6 @@
 //! Broker sources: messages consumed from the broker a company already runs. Each message body
-//! (JSON) becomes one event. `REDIS_STREAM` consumes a Redis stream through a consumer group.
+//! (JSON) becomes one event. `REDIS_STREAM` consumes a Redis stream through a consumer group,
+//! `NATS` a JetStream stream through a durable pull consumer, `AMQP` a durable RabbitMQ queue.
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -40,14 +41,103 @@ impl RedisStreamConfig {
 
     /// Keeps `stored`'s password where this one shows it masked (a client sending back a read).
     pub fn keep_password(&mut self, stored: &Self) {
-        let (Ok(mut new), Ok(old)) = (reqwest::Url::parse(&self.url), reqwest::Url::parse(&stored.url))
-        else {
-            return;
-        };
-        if new.password() == Some(MASKED) && new.set_password(old.password()).is_ok() {
-            self.url = new.to_string();
-        }
+        self.url = with_password_of(&self.url, &stored.url);
     }
+}
+
+/// `natsConfig`: the server, the JetStream stream (and the subject it holds), and the durable
+/// pull consumer every instance shares.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NatsConfig {
+    /// `nats://[user:password@]host[:port]`; the password is write-only.
+    pub url: String,
+    pub stream: String,
+    pub subject: String,
+    pub durable: String,
+}
+
+impl NatsConfig {
+    pub fn validate(&self) -> Result<(), String> {
+        let url = reqwest::Url::parse(&self.url)
+            .map_err(|e| format!("natsConfig.url: '{}' is not a URL: {e}", masked(&self.url)))?;
+        if !matches!(url.scheme(), "nats" | "tls") || url.host_str().is_none_or(str::is_empty) {
+            return Err("natsConfig.url: use nats://host:port".into());
+        }
+        let name_ok = |s: &str| {
+            !s.is_empty()
+                && s.len() <= 255
+                && !s.chars().any(|c| c.is_whitespace() || matches!(c, '.' | '*' | '>'))
+        };
+        if !name_ok(&self.stream) {
+            return Err("natsConfig.stream: 1 to 255 characters, without spaces, '.', '*' or '>'".into());
+        }
+        if !name_ok(&self.durable) {
+            return Err("natsConfig.durable: 1 to 255 characters, without spaces, '.', '*' or '>'".into());
+        }
+        if self.subject.is_empty() || self.subject.len() > 255 || self.subject.contains(char::is_whitespace) {
+            return Err("natsConfig.subject: a subject such as orders.created or orders.>".into());
+        }
+        Ok(())
+    }
+
+    /// The settings as shown: the URL's password masked.
+    #[must_use]
+    pub fn shown(&self) -> Self {
+        Self { url: masked(&self.url), ..self.clone() }
+    }
+
+    /// Keeps `stored`'s password where this one shows it masked.
+    pub fn keep_password(&mut self, stored: &Self) {
+        self.url = with_password_of(&self.url, &stored.url);
+    }
+}
+
+/// `amqpConfig`: the RabbitMQ server (AMQP 0-9-1) and the durable queue every instance consumes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AmqpConfig {
+    /// `amqp://user:password@host[:port]/vhost`; the password is write-only.
+    pub url: String,
+    pub queue: String,
+}
+
+impl AmqpConfig {
+    pub fn validate(&self) -> Result<(), String> {
+        let url = reqwest::Url::parse(&self.url)
+            .map_err(|e| format!("amqpConfig.url: '{}' is not a URL: {e}", masked(&self.url)))?;
+        if url.scheme() != "amqp" || url.host_str().is_none_or(str::is_empty) {
+            return Err(
+                "amqpConfig.url: use amqp://user:password@host:5672/vhost (amqps is not supported)".into()
+            );
+        }
+        if self.queue.is_empty() || self.queue.len() > 255 {
+            return Err("amqpConfig.queue: give 1 to 255 characters".into());
+        }
+        Ok(())
+    }
+
+    /// The settings as shown: the URL's password masked.
+    #[must_use]
+    pub fn shown(&self) -> Self {
+        Self { url: masked(&self.url), ..self.clone() }
+    }
+
+    /// Keeps `stored`'s password where this one shows it masked.
+    pub fn keep_password(&mut self, stored: &Self) {
+        self.url = with_password_of(&self.url, &stored.url);
+    }
+}
+
+/// `url`, with `stored`'s password where `url` shows it masked.
+fn with_password_of(url: &str, stored: &str) -> String {
+    let (Ok(mut new), Ok(old)) = (reqwest::Url::parse(url), reqwest::Url::parse(stored)) else {
+        return url.to_owned();
+    };
+    if new.password() == Some(MASKED) && new.set_password(old.password()).is_ok() {
+        return new.to_string();
+    }
+    url.to_owned()
 }
 
 /// `url` with its password, if any, masked.

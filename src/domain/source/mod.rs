@@ -15,7 +15,7 @@ use serde_json::{Map, Value};
 use super::filter::Filter;
 use super::ids::{SourceId, TriggerId};
 use super::secret::Secret;
-pub use broker::RedisStreamConfig;
+pub use broker::{AmqpConfig, NatsConfig, RedisStreamConfig};
 pub use poll::{MonitorConfig, PollConfig};
 pub use verify::Verification;
 
@@ -183,6 +183,8 @@ pub struct SourceSpec {
     pub poll: Option<PollConfig>,
     pub monitor: Option<MonitorConfig>,
     pub redis_stream: Option<RedisStreamConfig>,
+    pub nats: Option<NatsConfig>,
+    pub amqp: Option<AmqpConfig>,
 }
 
 impl SourceSpec {
@@ -196,6 +198,8 @@ impl SourceSpec {
             (SourceType::HttpPoll, self.poll.is_some(), "pollConfig"),
             (SourceType::Monitor, self.monitor.is_some(), "monitorConfig"),
             (SourceType::RedisStream, self.redis_stream.is_some(), "redisStreamConfig"),
+            (SourceType::Nats, self.nats.is_some(), "natsConfig"),
+            (SourceType::Amqp, self.amqp.is_some(), "amqpConfig"),
         ];
         for (kind, present, field) in given {
             if present && kind != self.kind {
@@ -222,11 +226,13 @@ impl SourceSpec {
                     .ok_or("redisStreamConfig: required for a REDIS_STREAM source")?;
                 return stream.validate();
             }
-            other => {
-                return Err(format!(
-                    "type: {} sources are not available yet; use WEBHOOK, HTTP_POLL, MONITOR or REDIS_STREAM",
-                    other.as_str()
-                ));
+            SourceType::Nats => {
+                let nats = self.nats.as_ref().ok_or("natsConfig: required for a NATS source")?;
+                return nats.validate();
+            }
+            SourceType::Amqp => {
+                let amqp = self.amqp.as_ref().ok_or("amqpConfig: required for an AMQP source")?;
+                return amqp.validate();
             }
         }
         let Some(hook) = &self.webhook else {

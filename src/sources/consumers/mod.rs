@@ -1,19 +1,20 @@
-//! Broker consumers: one per enabled `REDIS_STREAM` source on every instance, all in the
-//! source's consumer group, so each entry goes to one of them. An entry is acknowledged only
-//! once its event is committed (published under the key `source:{id}:{entry id}`, so an entry
-//! delivered again after a crash fires nothing new). An entry that cannot become an event is a
-//! rejection and is acknowledged: never an endless redelivery. Entries a consumer took and did not
-//! acknowledge (its instance died) are claimed by any consumer once idle for [`CLAIM_IDLE`]. A
-//! broker that is down is retried with backoff and shown in the source's `status.lastError`.
+//! Broker consumers: one per enabled broker source (`REDIS_STREAM`, `NATS`) on every instance,
+//! all sharing the source's consumer group or durable consumer, so each message goes to one of
+//! them. A message is acknowledged only once its event is committed (published under the key
+//! `source:{id}:{message id}`, so a message delivered again after a crash fires nothing new). A
+//! message that cannot become an event is a rejection and is acknowledged: never an endless
+//! redelivery. Messages a consumer took and did not acknowledge (its instance died) are taken
+//! over once idle for [`CLAIM_IDLE`]. A broker that is down is retried with backoff and shown in
+//! the source's `status.lastError`.
+
+mod amqp;
+mod nats;
+mod redis_stream;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use redis::AsyncCommands as _;
-use redis::streams::{
-    StreamAutoClaimOptions, StreamAutoClaimReply, StreamId, StreamReadOptions, StreamReadReply,
-};
 use serde_json::json;
 use tokio::sync::watch;
 
@@ -22,21 +23,20 @@ use crate::clock::SharedClock;
 use crate::delivery::{Publisher, Shutdown};
 use crate::domain::ids::SourceId;
 use crate::domain::schema::{Schemas, Side};
-use crate::domain::source::broker::{RedisStreamConfig, entry_document};
 use crate::domain::source::{RejectReason, Rejection, Source, SourceType};
 use crate::store::events::{Draft, Published};
 use crate::store::idempotency::IdempotencyKey;
 use crate::store::revisions::Cached;
 use crate::store::{Store, sources, triggers};
 
-/// How long an entry may stay unacknowledged before another consumer takes it over.
+/// How long a message may stay unacknowledged before another consumer takes it over.
 pub const CLAIM_IDLE: Duration = Duration::from_secs(5);
-/// How often a consumer looks for such entries.
+/// How often a consumer looks for such messages (where the broker does not redeliver by itself).
 const CLAIM_EVERY: Duration = Duration::from_secs(2);
-/// The most entries read at once.
+/// The most messages read at once.
 const BATCH: usize = 200;
-/// How long one read waits for entries.
-const BLOCK_MS: usize = 1000;
+/// How long one read waits for messages.
+const WAIT: Duration = Duration::from_secs(1);
 /// The longest wait before connecting again.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// How often the set of sources is read again when nothing signals a change.
@@ -109,7 +109,10 @@ impl Consumers {
     async fn reconcile(self: &Arc<Self>, running: &mut HashMap<SourceId, Running>, all: Vec<Source>) {
         let wanted: HashMap<SourceId, (String, Source)> = all
             .into_iter()
-            .filter(|s| s.spec.enabled && s.spec.kind == SourceType::RedisStream)
+            .filter(|s| {
+                s.spec.enabled
+                    && matches!(s.spec.kind, SourceType::RedisStream | SourceType::Nats | SourceType::Amqp)
+            })
             .map(|s| (s.id.clone(), (settings_of(&s), s)))
             .collect();
         let gone: Vec<SourceId> = running
@@ -135,14 +138,22 @@ impl Consumers {
 
     /// Consumes until told to stop, connecting again with backoff after a failure.
     async fn consume(self: Arc<Self>, source: Source, mut stop: watch::Receiver<bool>) {
-        let Some(config) = source.spec.redis_stream.clone() else { return };
         let mut backoff = Duration::from_secs(1);
         while !*stop.borrow() {
-            match self.session(&source, &config, &mut stop).await {
+            let ended = if let Some(config) = &source.spec.redis_stream {
+                self.redis_session(&source, config, &mut stop).await.map_err(|e| format!("redis: {e}"))
+            } else if let Some(config) = &source.spec.nats {
+                self.nats_session(&source, config, &mut stop).await.map_err(|e| format!("nats: {e}"))
+            } else if let Some(config) = &source.spec.amqp {
+                self.amqp_session(&source, config, &mut stop).await.map_err(|e| format!("amqp: {e}"))
+            } else {
+                return;
+            };
+            match ended {
                 Ok(()) => return,
                 Err(e) => {
                     tracing::debug!(source = %source.id, error = %e, "the broker consumer failed; connecting again");
-                    self.tally.failed(&source.id, format!("redis: {e}"));
+                    self.tally.failed(&source.id, e);
                 }
             }
             tokio::select! {
@@ -153,61 +164,12 @@ impl Consumers {
         }
     }
 
-    /// One connection's life: joins the group (creating the stream and group when missing),
-    /// then reads, fires and acknowledges, taking over idle entries now and then.
-    async fn session(
-        &self,
-        source: &Source,
-        config: &RedisStreamConfig,
-        stop: &mut watch::Receiver<bool>,
-    ) -> redis::RedisResult<()> {
-        let client = redis::Client::open(config.url.as_str())?;
-        let mut con = client.get_multiplexed_async_connection().await?;
-        con.set_response_timeout(Duration::from_millis(BLOCK_MS as u64) + Duration::from_secs(5));
-        let created: redis::RedisResult<()> =
-            con.xgroup_create_mkstream(&config.stream, &config.group, "0").await;
-        if let Err(e) = created
-            && e.code() != Some("BUSYGROUP")
-        {
-            return Err(e);
-        }
-        let read = StreamReadOptions::default().group(&config.group, &self.name).count(BATCH).block(BLOCK_MS);
-        let mut claimed_at: Option<Instant> = None;
-        while !*stop.borrow() {
-            if claimed_at.is_none_or(|at| at.elapsed() >= CLAIM_EVERY) {
-                let idle = usize::try_from(CLAIM_IDLE.as_millis()).unwrap_or(usize::MAX);
-                let claimed: StreamAutoClaimReply = con
-                    .xautoclaim_options(
-                        &config.stream,
-                        &config.group,
-                        &self.name,
-                        idle,
-                        "0-0",
-                        StreamAutoClaimOptions::default().count(BATCH),
-                    )
-                    .await?;
-                self.handle(source, config, &mut con, claimed.claimed).await?;
-                claimed_at = Some(Instant::now());
-            }
-            let reply: StreamReadReply = con.xread_options(&[&config.stream], &[">"], &read).await?;
-            let entries: Vec<StreamId> = reply.keys.into_iter().flat_map(|k| k.ids).collect();
-            self.handle(source, config, &mut con, entries).await?;
-        }
-        Ok(())
-    }
-
-    /// Fires each entry's event (together, so they share group commits), then acknowledges the
-    /// entries that were stored or refused. One whose publish failed stays pending, for a later
-    /// claim.
-    async fn handle(
-        &self,
-        source: &Source,
-        config: &RedisStreamConfig,
-        con: &mut redis::aio::MultiplexedConnection,
-        entries: Vec<StreamId>,
-    ) -> redis::RedisResult<()> {
-        if entries.is_empty() {
-            return Ok(());
+    /// Fires the events of `messages` together (so they share group commits); returns, per
+    /// message, whether it is done with (stored, a repeat, or refused) and may be acknowledged.
+    /// One whose publish failed is not, and will be delivered again.
+    async fn fire_all(&self, source: &Source, messages: Vec<Incoming>) -> Vec<bool> {
+        if messages.is_empty() {
+            return Vec::new();
         }
         let now = self.clock.now();
         let trigger_id = source.spec.trigger_id.clone();
@@ -215,48 +177,34 @@ impl Consumers {
             Ok(trigger) => trigger,
             Err(e) => {
                 self.tally.failed(&source.id, format!("reading trigger '{}': {e}", source.spec.trigger_id));
-                return Ok(());
+                return vec![false; messages.len()];
             }
         };
-        let mut done = Vec::with_capacity(entries.len());
+        let mut done = vec![false; messages.len()];
         let mut publishing = Vec::new();
-        for entry in &entries {
+        for (at, message) in messages.into_iter().enumerate() {
             self.tally.received(&source.id);
-            let fields: Vec<(String, String)> = entry
-                .map
-                .iter()
-                .map(|(k, v)| (k.clone(), redis::from_redis_value_ref::<String>(v).unwrap_or_default()))
-                .collect();
-            let excerpt = || json!(fields.iter().cloned().collect::<HashMap<_, _>>()).to_string();
-            let refuse =
-                |rejection: Rejection| self.tally.rejected(&source.id, now, &rejection, excerpt().as_bytes());
-            let document = match entry_document(&fields) {
-                Ok(document) => document,
-                Err(message) => {
-                    refuse(Rejection::new(RejectReason::NotJson, message));
-                    done.push(entry.id.clone());
-                    continue;
-                }
+            let refuse = |rejection: Rejection| {
+                self.tally.rejected(&source.id, now, &rejection, message.excerpt.as_bytes());
             };
-            let input = match source.spec.event_of(&document, |_| None) {
-                Ok((_, input)) => input,
-                Err(rejection) => {
-                    refuse(rejection);
-                    done.push(entry.id.clone());
-                    continue;
-                }
-            };
-            if !trigger.enabled {
-                refuse(Rejection::new(
+            let input = match message.document.map(|d| source.spec.event_of(&d, |_| None)) {
+                Err(not_json) => Err(Rejection::new(RejectReason::NotJson, not_json)),
+                Ok(Err(rejection)) => Err(rejection),
+                Ok(Ok(_)) if !trigger.enabled => Err(Rejection::new(
                     RejectReason::Disabled,
                     format!("trigger '{}' is disabled", trigger.id),
-                ));
-                done.push(entry.id.clone());
-                continue;
-            }
-            let problems =
-                self.schemas.problems(&trigger, Side::Input, &serde_json::Value::Object(input.clone()));
-            match problems {
+                )),
+                Ok(Ok((_, input))) => Ok(input),
+            };
+            let input = match input {
+                Ok(input) => input,
+                Err(rejection) => {
+                    refuse(rejection);
+                    done[at] = true;
+                    continue;
+                }
+            };
+            match self.schemas.problems(&trigger, Side::Input, &serde_json::Value::Object(input.clone())) {
                 Ok(problems) if !problems.is_empty() => {
                     let message = format!(
                         "the input does not match the input schema of '{}': {}",
@@ -264,7 +212,7 @@ impl Consumers {
                         problems.join("; ")
                     );
                     refuse(Rejection::new(RejectReason::InputSchema, message));
-                    done.push(entry.id.clone());
+                    done[at] = true;
                     continue;
                 }
                 Ok(_) => {}
@@ -273,35 +221,46 @@ impl Consumers {
                     continue;
                 }
             }
-            let key = IdempotencyKey {
-                key: format!("source:{}:{}", source.id, entry.id),
-                request_hash: crate::domain::secret::hash(&format!("{}\n{}", source.id, entry.id)),
+            let key = message.id.map(|id| IdempotencyKey {
+                key: format!("source:{}:{id}", source.id),
+                request_hash: crate::domain::secret::hash(&format!("{}\n{id}", source.id)),
                 ttl: self.dedupe_for,
-            };
+            });
             let draft = Draft::new(&trigger, &input, &json!({}));
-            let id = entry.id.clone();
-            publishing.push(async move { (id, self.publisher.publish(vec![draft], Some(key), now).await) });
+            publishing.push(async move { (at, self.publisher.publish(vec![draft], key, now).await) });
         }
-        for (id, published) in futures_util::future::join_all(publishing).await {
+        for (at, published) in futures_util::future::join_all(publishing).await {
             match published {
                 Ok(Published::Created(_)) => {
                     self.tally.fired(&source.id, now);
-                    done.push(id);
+                    done[at] = true;
                 }
-                Ok(_) => done.push(id),
+                Ok(_) => done[at] = true,
                 Err(e) => self.tally.failed(&source.id, format!("storing an event: {e}")),
             }
         }
-        if !done.is_empty() {
-            let _: i64 = con.xack(&config.stream, &config.group, &done).await?;
-        }
-        Ok(())
+        done
     }
+}
+
+/// A message from a broker: its id there (a second delivery carries the same one), its
+/// document or why it has none, and the start of it as text for a rejection.
+struct Incoming {
+    /// `None`: the message carries no id, so a second delivery would fire again.
+    id: Option<String>,
+    document: Result<serde_json::Value, String>,
+    excerpt: String,
 }
 
 /// What a consumer is started for: a change restarts it.
 fn settings_of(source: &Source) -> String {
     let stream =
         source.spec.redis_stream.as_ref().map(|c| (c.url.clone(), c.stream.clone(), c.group.clone()));
-    format!("{stream:?}|{}|{:?}", source.spec.trigger_id, source.spec.input_path)
+    let nats = source
+        .spec
+        .nats
+        .as_ref()
+        .map(|c| (c.url.clone(), c.stream.clone(), c.subject.clone(), c.durable.clone()));
+    let amqp = source.spec.amqp.as_ref().map(|c| (c.url.clone(), c.queue.clone()));
+    format!("{stream:?}|{nats:?}|{amqp:?}|{}|{:?}", source.spec.trigger_id, source.spec.input_path)
 }
