@@ -14,6 +14,7 @@ use crate::domain::ids::{SourceId, TriggerId};
 use crate::domain::query::CmpOp;
 use crate::domain::scope;
 use crate::domain::secret::{self, Secret};
+use crate::domain::source::broker::BrokerUrl as _;
 use crate::domain::source::poll::Fetch;
 use crate::domain::source::{
     AmqpConfig, MonitorConfig, NatsConfig, PollConfig, RedisStreamConfig, RejectReason, Routes, RoutesDoc,

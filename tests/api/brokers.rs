@@ -65,6 +65,25 @@ async fn all_acknowledged(con: &mut redis::aio::MultiplexedConnection, stream: &
     false
 }
 
+/// Kills `first` mid-stream (once 300 events are stored), lets the producer finish, and checks
+/// that the instances left fire all 2000 messages, each once.
+async fn kill_mid_stream_then_count(
+    app: &TestApp,
+    mut first: Server,
+    producer: actix_web::rt::task::JoinHandle<()>,
+) {
+    assert!(until(Duration::from_secs(20), || stored(app) >= 300).await, "the consumers started");
+    first.child.kill().unwrap();
+    first.child.wait().unwrap();
+    let at_kill = stored(app);
+    assert!(at_kill < 2000, "killed mid-stream ({at_kill} stored)");
+    let all = until(Duration::from_secs(30), || stored(app) >= 2000).await;
+    producer.await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(all, "stored {} of 2000 ({at_kill} at the kill)", stored(app));
+    assert_eq!(stored(app), 2000, "each message fired once");
+}
+
 async fn pending_entries(con: &mut redis::aio::MultiplexedConnection, stream: &str) -> i64 {
     let reply: redis::Value =
         redis::cmd("XPENDING").arg(stream).arg("hookgate").query_async(con).await.unwrap();
@@ -334,7 +353,7 @@ async fn a_killed_nats_consumer_s_messages_are_all_fired_once_by_the_instances_l
         taken += 1;
     }
     assert!(taken > 0, "the dead instance held messages");
-    let mut first = Server::start(&db);
+    let first = Server::start(&db);
     let second = TestApp::spawn_on(db.clone(), |s| s.sources = true).await;
     let producer = actix_web::rt::spawn({
         let (js, subject) = (js.clone(), subject.clone());
@@ -347,16 +366,8 @@ async fn a_killed_nats_consumer_s_messages_are_all_fired_once_by_the_instances_l
             }
         }
     });
-    assert!(until(Duration::from_secs(20), || stored(&app) >= 300).await, "the consumers started");
-    first.child.kill().unwrap();
-    first.child.wait().unwrap();
-    let at_kill = stored(&app);
-    assert!(at_kill < 2000, "killed mid-stream ({at_kill} stored)");
-    let all = until(Duration::from_secs(30), || stored(&app) >= 2000).await;
-    producer.await.unwrap();
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    assert!(all, "stored {} of 2000 ({at_kill} at the kill)", stored(&app));
-    assert_eq!(stored(&second), 2000, "each message fired once");
+    kill_mid_stream_then_count(&app, first, producer).await;
+    drop(second);
     js.delete_stream(&stream).await.unwrap();
 }
 
@@ -508,7 +519,7 @@ async fn a_killed_rabbitmq_consumer_s_messages_are_all_fired_once_by_the_instanc
         }
         dead.close(0, "killed".into()).await.unwrap();
     }
-    let mut first = Server::start(&db);
+    let first = Server::start(&db);
     let second = TestApp::spawn_on(db.clone(), |s| s.sources = true).await;
     let producer = actix_web::rt::spawn({
         let (channel, queue) = (channel.clone(), queue.clone());
@@ -527,16 +538,8 @@ async fn a_killed_rabbitmq_consumer_s_messages_are_all_fired_once_by_the_instanc
             }
         }
     });
-    assert!(until(Duration::from_secs(20), || stored(&app) >= 300).await, "the consumers started");
-    first.child.kill().unwrap();
-    first.child.wait().unwrap();
-    let at_kill = stored(&app);
-    assert!(at_kill < 2000, "killed mid-stream ({at_kill} stored)");
-    let all = until(Duration::from_secs(30), || stored(&app) >= 2000).await;
-    producer.await.unwrap();
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    assert!(all, "stored {} of 2000 ({at_kill} at the kill)", stored(&app));
-    assert_eq!(stored(&second), 2000, "each message fired once");
+    kill_mid_stream_then_count(&app, first, producer).await;
+    drop(second);
     channel.queue_delete(queue.as_str().into(), lapin::options::QueueDeleteOptions::default()).await.unwrap();
 }
 

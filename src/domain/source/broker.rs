@@ -32,17 +32,6 @@ impl RedisStreamConfig {
         }
         Ok(())
     }
-
-    /// The settings as shown: the URL's password masked.
-    #[must_use]
-    pub fn shown(&self) -> Self {
-        Self { url: masked(&self.url), ..self.clone() }
-    }
-
-    /// Keeps `stored`'s password where this one shows it masked (a client sending back a read).
-    pub fn keep_password(&mut self, stored: &Self) {
-        self.url = with_password_of(&self.url, &stored.url);
-    }
 }
 
 /// `natsConfig`: the server, the JetStream stream (and the subject it holds), and the durable
@@ -80,17 +69,6 @@ impl NatsConfig {
         }
         Ok(())
     }
-
-    /// The settings as shown: the URL's password masked.
-    #[must_use]
-    pub fn shown(&self) -> Self {
-        Self { url: masked(&self.url), ..self.clone() }
-    }
-
-    /// Keeps `stored`'s password where this one shows it masked.
-    pub fn keep_password(&mut self, stored: &Self) {
-        self.url = with_password_of(&self.url, &stored.url);
-    }
 }
 
 /// `amqpConfig`: the RabbitMQ server (AMQP 0-9-1) and the durable queue every instance consumes.
@@ -116,18 +94,39 @@ impl AmqpConfig {
         }
         Ok(())
     }
+}
+
+/// A broker's settings, whose URL may hold a password that is write-only.
+pub trait BrokerUrl: Clone {
+    fn url_mut(&mut self) -> &mut String;
 
     /// The settings as shown: the URL's password masked.
     #[must_use]
-    pub fn shown(&self) -> Self {
-        Self { url: masked(&self.url), ..self.clone() }
+    fn shown(&self) -> Self {
+        let mut shown = self.clone();
+        let url = shown.url_mut();
+        *url = masked(url);
+        shown
     }
 
-    /// Keeps `stored`'s password where this one shows it masked.
-    pub fn keep_password(&mut self, stored: &Self) {
-        self.url = with_password_of(&self.url, &stored.url);
+    /// Keeps `stored`'s password where this one shows it masked (a client sending back a read).
+    fn keep_password(&mut self, stored: &Self) {
+        let stored = stored.clone().url_mut().clone();
+        let url = self.url_mut();
+        *url = with_password_of(url, &stored);
     }
 }
+
+macro_rules! broker_url {
+    ($($t:ty),*) => {$(
+        impl BrokerUrl for $t {
+            fn url_mut(&mut self) -> &mut String {
+                &mut self.url
+            }
+        }
+    )*};
+}
+broker_url!(RedisStreamConfig, NatsConfig, AmqpConfig);
 
 /// `url`, with `stored`'s password where `url` shows it masked.
 fn with_password_of(url: &str, stored: &str) -> String {
