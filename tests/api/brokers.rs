@@ -565,3 +565,110 @@ async fn a_rabbitmq_that_is_down_is_reported() {
     }
     assert!(error.as_str().is_some_and(|e| e.starts_with("amqp:")), "{error}");
 }
+
+/// A TCP forwarder on a port of its own to a broker; stopping it cuts every connection through
+/// it, as a broker restart does.
+struct Proxy {
+    port: u16,
+    accepting: actix_web::rt::task::JoinHandle<()>,
+    connections: std::sync::Arc<std::sync::Mutex<Vec<actix_web::rt::task::JoinHandle<()>>>>,
+}
+
+impl Proxy {
+    async fn start(port: u16, target: &'static str) -> Self {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let connections = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let kept = connections.clone();
+        let accepting = actix_web::rt::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let forward = actix_web::rt::spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+                kept.lock().unwrap().push(forward);
+            }
+        });
+        Self { port, accepting, connections }
+    }
+
+    fn stop(self) {
+        self.accepting.abort();
+        for connection in self.connections.lock().unwrap().drain(..) {
+            connection.abort();
+        }
+    }
+}
+
+#[actix_web::test]
+async fn a_consumer_reconnects_by_itself_after_its_broker_goes_away_and_comes_back() {
+    let app = TestApp::spawn_with(|s| s.sources = true).await;
+    app.subscribe_url("http://127.0.0.1:9/never").await;
+    let proxy = Proxy::start(0, "127.0.0.1:6379").await;
+    let port = proxy.port;
+    let name = stream();
+    create_source(&app, &json!({
+        "id": "flaky", "name": "flaky", "type": "REDIS_STREAM", "triggerId": TRIGGER,
+        "redisStreamConfig": {"url": format!("redis://127.0.0.1:{port}/"), "stream": name, "group": "hookgate"},
+    }))
+    .await;
+    let mut con = redis().await;
+    add(&mut con, &name, &[("body", r#"{"identityId": "before"}"#)]).await;
+    assert!(until(Duration::from_secs(10), || stored(&app) >= 1).await, "consumed through the proxy");
+    proxy.stop();
+    add(&mut con, &name, &[("body", r#"{"identityId": "while-down"}"#)]).await;
+    let mut error = Value::Null;
+    for _ in 0..100 {
+        let source: Value = app.get("/sources/v1/flaky").await.json().await.unwrap();
+        error = source["status"]["lastError"].clone();
+        if error.is_string() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(error.as_str().is_some_and(|e| e.starts_with("redis:")), "the outage is shown: {error}");
+    assert_eq!(stored(&app), 1);
+    let back = Proxy::start(port, "127.0.0.1:6379").await;
+    add(&mut con, &name, &[("body", r#"{"identityId": "after"}"#)]).await;
+    assert!(until(Duration::from_secs(40), || stored(&app) >= 3).await, "stored {}", stored(&app));
+    back.stop();
+    let _: () = con.del(&name).await.unwrap();
+}
+
+#[actix_web::test]
+async fn broker_messages_are_routed_to_the_trigger_their_routes_pick() {
+    let app = TestApp::spawn_with(|s| s.sources = true).await;
+    let charges = json!({"id": "test:charges", "name": "Charges", "type": "FIRE_AND_FORGET",
+        "inputSchema": {"type": "object", "required": ["charge"]}, "exampleInput": {"charge": "c"}});
+    assert_eq!(app.post("/triggers/v1", &charges).await.status(), 201);
+    app.subscribe_url_to("test:charges", "http://127.0.0.1:9/never").await;
+    app.subscribe_url("http://127.0.0.1:9/never").await;
+    let name = stream();
+    create_source(
+        &app,
+        &json!({
+            "id": "routed-stream", "name": "routed", "type": "REDIS_STREAM", "triggerId": TRIGGER,
+            "routes": {"path": "$.type", "map": {"charge.succeeded": "test:charges"}, "otherwise": "DROP"},
+            "redisStreamConfig": {"url": REDIS, "stream": name, "group": "hookgate"},
+        }),
+    )
+    .await;
+    let mut con = redis().await;
+    add(&mut con, &name, &[("body", r#"{"type": "charge.succeeded", "charge": "ch_1"}"#)]).await;
+    add(&mut con, &name, &[("body", r#"{"type": "refund.created", "charge": "ch_1"}"#)]).await;
+    add(&mut con, &name, &[("body", r#"{"type": "charge.succeeded", "charge": "ch_2"}"#)]).await;
+    assert!(until(Duration::from_secs(10), || stored(&app) >= 2).await);
+    assert!(all_acknowledged(&mut con, &name).await, "the dropped entry is acknowledged too");
+    let listed: Value = app.get("/trigger-invocations/v1").await.json().await.unwrap();
+    let triggers: Vec<&str> =
+        listed.as_array().unwrap().iter().map(|i| i["triggerId"].as_str().unwrap()).collect();
+    assert_eq!(triggers, ["test:charges", "test:charges"]);
+    let rejections: Value = app.get("/sources/v1/routed-stream/rejections").await.json().await.unwrap();
+    assert_eq!(rejections[0]["reason"], "UNKNOWN_ROUTE");
+    let header = json!({"name": "h", "type": "NATS", "triggerId": TRIGGER, "routes": {"header": "X-Type"},
+        "natsConfig": {"url": "nats://127.0.0.1:4222", "stream": "S", "subject": "s", "durable": "d"}});
+    let refused = crate::helpers::error_text(app.post("/sources/v1", &header).await, 400).await;
+    assert!(refused.contains("route by path"), "{refused}");
+    let _: () = con.del(&name).await.unwrap();
+}

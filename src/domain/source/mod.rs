@@ -206,8 +206,14 @@ impl SourceSpec {
                 return Err(format!("{field}: only for a {} source", kind.as_str()));
             }
         }
-        if self.routes.is_some() && self.kind != SourceType::Webhook {
-            return Err("routes: only for WEBHOOK sources".into());
+        match (&self.routes, self.kind) {
+            (Some(_), SourceType::HttpPoll | SourceType::Monitor) => {
+                return Err("routes: not for HTTP_POLL or MONITOR sources".into());
+            }
+            (Some(routes), kind) if kind != SourceType::Webhook && routes.doc.header.is_some() => {
+                return Err("routes.header: only WEBHOOK messages have headers; route by path".into());
+            }
+            _ => {}
         }
         match self.kind {
             SourceType::Webhook => {}

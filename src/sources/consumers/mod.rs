@@ -21,9 +21,10 @@ use tokio::sync::watch;
 use super::Tally;
 use crate::clock::SharedClock;
 use crate::delivery::{Publisher, Shutdown};
-use crate::domain::ids::SourceId;
+use crate::domain::ids::{SourceId, TriggerId};
 use crate::domain::schema::{Schemas, Side};
 use crate::domain::source::{RejectReason, Rejection, Source, SourceType};
+use crate::domain::trigger::Trigger;
 use crate::store::events::{Draft, Published};
 use crate::store::idempotency::IdempotencyKey;
 use crate::store::revisions::Cached;
@@ -172,14 +173,7 @@ impl Consumers {
             return Vec::new();
         }
         let now = self.clock.now();
-        let trigger_id = source.spec.trigger_id.clone();
-        let trigger = match self.store.run(move |c| triggers::get(c, &trigger_id)).await {
-            Ok(trigger) => trigger,
-            Err(e) => {
-                self.tally.failed(&source.id, format!("reading trigger '{}': {e}", source.spec.trigger_id));
-                return vec![false; messages.len()];
-            }
-        };
+        let mut triggers: HashMap<TriggerId, Arc<Trigger>> = HashMap::new();
         let mut done = vec![false; messages.len()];
         let mut publishing = Vec::new();
         for (at, message) in messages.into_iter().enumerate() {
@@ -187,23 +181,33 @@ impl Consumers {
             let refuse = |rejection: Rejection| {
                 self.tally.rejected(&source.id, now, &rejection, message.excerpt.as_bytes());
             };
-            let input = match message.document.map(|d| source.spec.event_of(&d, |_| None)) {
+            let routed = match message.document.map(|d| source.spec.event_of(&d, |_| None)) {
                 Err(not_json) => Err(Rejection::new(RejectReason::NotJson, not_json)),
-                Ok(Err(rejection)) => Err(rejection),
-                Ok(Ok(_)) if !trigger.enabled => Err(Rejection::new(
-                    RejectReason::Disabled,
-                    format!("trigger '{}' is disabled", trigger.id),
-                )),
-                Ok(Ok((_, input))) => Ok(input),
+                Ok(routed) => routed,
             };
-            let input = match input {
-                Ok(input) => input,
+            let (trigger_id, input) = match routed {
+                Ok(routed) => routed,
                 Err(rejection) => {
                     refuse(rejection);
                     done[at] = true;
                     continue;
                 }
             };
+            let trigger = match self.trigger(&mut triggers, &trigger_id).await {
+                Ok(trigger) => trigger,
+                Err(e) => {
+                    self.tally.failed(&source.id, format!("reading trigger '{trigger_id}': {e}"));
+                    continue;
+                }
+            };
+            if !trigger.enabled {
+                refuse(Rejection::new(
+                    RejectReason::Disabled,
+                    format!("trigger '{}' is disabled", trigger.id),
+                ));
+                done[at] = true;
+                continue;
+            }
             match self.schemas.problems(&trigger, Side::Input, &serde_json::Value::Object(input.clone())) {
                 Ok(problems) if !problems.is_empty() => {
                     let message = format!(
@@ -240,6 +244,23 @@ impl Consumers {
             }
         }
         done
+    }
+}
+
+impl Consumers {
+    /// The trigger `id`, read once per batch.
+    async fn trigger(
+        &self,
+        kept: &mut HashMap<TriggerId, Arc<Trigger>>,
+        id: &TriggerId,
+    ) -> Result<Arc<Trigger>, crate::store::StoreError> {
+        if let Some(trigger) = kept.get(id) {
+            return Ok(trigger.clone());
+        }
+        let wanted = id.clone();
+        let trigger = Arc::new(self.store.run(move |c| triggers::get(c, &wanted)).await?);
+        kept.insert(id.clone(), trigger.clone());
+        Ok(trigger)
     }
 }
 
