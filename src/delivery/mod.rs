@@ -1,6 +1,6 @@
 //! Delivery: the publisher (publishes committed together, handed off in memory), the dispatcher
 //! (claim, send, record), the scheduler that fires scheduled triggers, the HTTP client with its
-//! SSRF guard, the signer and the retry policy. Uses `store` and `domain`; knows nothing of the
+//! SSRF guard, the signer, the retry policy, and the loop of periodic passes. Uses `store` and `domain`; knows nothing of the
 //! HTTP API.
 
 mod dispatcher;
@@ -19,3 +19,21 @@ pub use dispatcher::{Dispatcher, Shutdown};
 pub use intake::{Intake, Reservation};
 pub use publisher::Publisher;
 pub use scheduler::Scheduler;
+
+/// Runs `pass` every `interval` until `shutdown` turns true; a failed pass is logged (as `what`)
+/// and the next one tries again.
+pub async fn every<T, F, Fut>(interval: std::time::Duration, mut shutdown: Shutdown, what: &str, mut pass: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, crate::store::StoreError>>,
+{
+    while !*shutdown.borrow() {
+        if let Err(e) = pass().await {
+            tracing::warn!(error = %e, "{what} failed; retrying");
+        }
+        tokio::select! {
+            () = tokio::time::sleep(interval) => {}
+            _ = shutdown.changed() => {}
+        }
+    }
+}

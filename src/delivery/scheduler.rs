@@ -70,16 +70,8 @@ impl Scheduler {
     }
 
     /// Runs passes until `shutdown` turns true.
-    pub async fn run(self: Arc<Self>, mut shutdown: Shutdown) {
-        while !*shutdown.borrow() {
-            if let Err(e) = self.run_once().await {
-                tracing::warn!(error = %e, "scheduler pass failed; retrying");
-            }
-            tokio::select! {
-                () = tokio::time::sleep(PASS_INTERVAL) => {}
-                _ = shutdown.changed() => {}
-            }
-        }
+    pub async fn run(self: Arc<Self>, shutdown: Shutdown) {
+        super::every(PASS_INTERVAL, shutdown, "scheduler pass", || self.run_once()).await;
     }
 }
 

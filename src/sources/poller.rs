@@ -92,16 +92,8 @@ impl Poller {
     }
 
     /// Runs passes until `shutdown` turns true.
-    pub async fn run(self: Arc<Self>, mut shutdown: Shutdown) {
-        while !*shutdown.borrow() {
-            if let Err(e) = self.run_once().await {
-                tracing::warn!(error = %e, "source poll pass failed; retrying");
-            }
-            tokio::select! {
-                () = tokio::time::sleep(PASS_INTERVAL) => {}
-                _ = shutdown.changed() => {}
-            }
-        }
+    pub async fn run(self: Arc<Self>, shutdown: Shutdown) {
+        crate::delivery::every(PASS_INTERVAL, shutdown, "source poll pass", || self.run_once()).await;
     }
 
     async fn poll(&self, source: &Source, fetch: &Fetch, now: NaiveDateTime) -> Result<usize, Failure> {
