@@ -10,7 +10,7 @@ use crate::domain::ids::{SourceId, TriggerId};
 use crate::domain::source::Source;
 use crate::domain::trigger::Trigger;
 use crate::store::revisions::Cached;
-use crate::store::{self, AnyConnection, Store, StoreError};
+use crate::store::{self, Store, StoreError};
 
 /// The longest anything is trusted from memory.
 const KEEP_FOR: Duration = Duration::from_secs(60);
@@ -40,7 +40,7 @@ impl<T: Send + Sync + 'static> Kept<T> {
         &self,
         store: &Store,
         key: &str,
-        load: impl FnOnce(&mut AnyConnection) -> Result<T, StoreError> + Send + 'static,
+        load: impl std::future::Future<Output = Result<T, StoreError>>,
     ) -> Result<Arc<T>, StoreError> {
         let seen = store.seen(self.kind);
         if let Some(entry) = self.lock().get(key)
@@ -49,7 +49,7 @@ impl<T: Send + Sync + 'static> Kept<T> {
         {
             return Ok(entry.value.clone());
         }
-        let value = Arc::new(store.run(load).await?);
+        let value = Arc::new(load.await?);
         let entry = Entry { value: value.clone(), seen, read: Instant::now() };
         self.lock().insert(key.to_owned(), entry);
         Ok(value)
@@ -73,7 +73,7 @@ impl Default for TriggerCache {
 impl TriggerCache {
     pub async fn get(&self, store: &Store, id: &TriggerId) -> Result<Arc<Trigger>, StoreError> {
         let wanted = id.clone();
-        self.0.get(store, id.as_str(), move |c| store::triggers::get(c, &wanted)).await
+        self.0.get(store, id.as_str(), store.run(move |c| store::triggers::get(c, &wanted))).await
     }
 }
 
@@ -90,6 +90,6 @@ impl Default for SourceCache {
 impl SourceCache {
     pub async fn get(&self, store: &Store, id: &SourceId) -> Result<Arc<Source>, StoreError> {
         let wanted = id.clone();
-        self.0.get(store, id.as_str(), move |c| store::sources::get(c, &wanted)).await
+        self.0.get(store, id.as_str(), store.run(move |c| store::sources::get(c, &wanted))).await
     }
 }

@@ -14,7 +14,7 @@ use crate::domain::ids::{SourceId, TriggerId};
 use crate::domain::query::CmpOp;
 use crate::domain::scope;
 use crate::domain::secret::{self, Secret};
-use crate::domain::source::broker::BrokerUrl as _;
+use crate::domain::source::broker::BrokerUrl;
 use crate::domain::source::poll::Fetch;
 use crate::domain::source::{
     AmqpConfig, MonitorConfig, NatsConfig, PollConfig, RedisStreamConfig, RejectReason, Routes, RoutesDoc,
@@ -48,10 +48,11 @@ struct StatusOut {
     last_error: Option<String>,
 }
 
+/// A source's settings as every read shows them (and a PATCH edits them): write-only fields
+/// (webhook secrets, fetch headers, broker passwords) left out or masked.
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
-struct SourceOut {
-    id: SourceId,
+struct SettingsOut {
     name: String,
     #[serde(rename = "type")]
     kind: SourceType,
@@ -71,6 +72,41 @@ struct SourceOut {
     nats_config: Option<NatsConfig>,
     #[serde(skip_serializing_if = "Option::is_none")]
     amqp_config: Option<AmqpConfig>,
+}
+
+/// The per-type config objects, as `SettingsOut` names them.
+const CONFIGS: [&str; 6] =
+    ["webhookConfig", "pollConfig", "monitorConfig", "redisStreamConfig", "natsConfig", "amqpConfig"];
+
+impl SettingsOut {
+    fn of(spec: &SourceSpec) -> Self {
+        let unheaded = |fetch: &Fetch| Fetch { headers: None, ..fetch.clone() };
+        Self {
+            name: spec.name.clone(),
+            kind: spec.kind,
+            trigger_id: spec.trigger_id.clone(),
+            enabled: spec.enabled,
+            input_path: spec.input_path.as_ref().map(|f| f.as_str().to_owned()),
+            routes: spec.routes.as_ref().map(|r| r.doc().clone()),
+            webhook_config: spec.webhook.as_ref().map(|h| WebhookConfig { secret: None, ..h.clone() }),
+            poll_config: spec.poll.as_ref().map(|p| PollConfig { fetch: unheaded(&p.fetch), ..p.clone() }),
+            monitor_config: spec
+                .monitor
+                .as_ref()
+                .map(|m| MonitorConfig { fetch: unheaded(&m.fetch), ..m.clone() }),
+            redis_stream_config: spec.redis_stream.as_ref().map(RedisStreamConfig::shown),
+            nats_config: spec.nats.as_ref().map(NatsConfig::shown),
+            amqp_config: spec.amqp.as_ref().map(AmqpConfig::shown),
+        }
+    }
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct SourceOut {
+    id: SourceId,
+    #[serde(flatten)]
+    settings: SettingsOut,
     /// Where a sender posts (WEBHOOK).
     #[serde(skip_serializing_if = "Option::is_none")]
     url: Option<String>,
@@ -82,35 +118,13 @@ struct SourceOut {
 impl SourceOut {
     fn new(state: &AppState, s: &Source) -> Self {
         let status = state.tally.status_of(&s.id, &s.status);
-        let webhook_config = s.spec.webhook.clone().map(|mut hook| {
-            // Write-only, as subscription credentials are.
-            hook.secret = None;
-            hook
-        });
         let url = (s.spec.kind == SourceType::Webhook).then(|| match &s.hook_token {
             Some(token) => format!("{}/hooks/v1/{}/{}", state.public_base, s.id, token.expose()),
             None => format!("{}/hooks/v1/{}", state.public_base, s.id),
         });
         Self {
             id: s.id.clone(),
-            name: s.spec.name.clone(),
-            kind: s.spec.kind,
-            trigger_id: s.spec.trigger_id.clone(),
-            enabled: s.spec.enabled,
-            input_path: s.spec.input_path.as_ref().map(|f| f.as_str().to_owned()),
-            routes: s.spec.routes.as_ref().map(|r| r.doc().clone()),
-            webhook_config,
-            poll_config: s.spec.poll.clone().map(|mut p| {
-                p.fetch.headers = None;
-                p
-            }),
-            monitor_config: s.spec.monitor.clone().map(|mut m| {
-                m.fetch.headers = None;
-                m
-            }),
-            redis_stream_config: s.spec.redis_stream.as_ref().map(RedisStreamConfig::shown),
-            nats_config: s.spec.nats.as_ref().map(NatsConfig::shown),
-            amqp_config: s.spec.amqp.as_ref().map(AmqpConfig::shown),
+            settings: SettingsOut::of(&s.spec),
             url,
             status: StatusOut {
                 received: status.received,
@@ -177,20 +191,11 @@ impl SourceIn {
         if let Some(m) = monitor.as_mut().filter(|m| m.fetch.headers.is_none()) {
             m.fetch.headers.clone_from(&kept_headers);
         }
-        let mut redis_stream = self.redis_stream_config;
-        if let (Some(new), Some(stored)) =
-            (redis_stream.as_mut(), current.and_then(|c| c.spec.redis_stream.as_ref()))
-        {
-            new.keep_password(stored);
-        }
-        let mut nats = self.nats_config;
-        if let (Some(new), Some(stored)) = (nats.as_mut(), current.and_then(|c| c.spec.nats.as_ref())) {
-            new.keep_password(stored);
-        }
-        let mut amqp = self.amqp_config;
-        if let (Some(new), Some(stored)) = (amqp.as_mut(), current.and_then(|c| c.spec.amqp.as_ref())) {
-            new.keep_password(stored);
-        }
+        let spec = current.map(|c| &c.spec);
+        let redis_stream =
+            with_stored_password(self.redis_stream_config, spec.and_then(|s| s.redis_stream.as_ref()));
+        let nats = with_stored_password(self.nats_config, spec.and_then(|s| s.nats.as_ref()));
+        let amqp = with_stored_password(self.amqp_config, spec.and_then(|s| s.amqp.as_ref()));
         let spec = SourceSpec {
             name: self.name,
             kind: self.kind,
@@ -208,6 +213,16 @@ impl SourceIn {
         spec.validate().map_err(invalid)?;
         Ok(spec)
     }
+}
+
+/// `given` broker settings, with the stored password where they show it masked.
+fn with_stored_password<T: BrokerUrl>(given: Option<T>, stored: Option<&T>) -> Option<T> {
+    given.map(|mut given| {
+        if let Some(stored) = stored {
+            given.keep_password(stored);
+        }
+        given
+    })
 }
 
 /// The URL token a source without signatures needs: kept, made, or none.
@@ -355,20 +370,14 @@ pub async fn patch(
     let id = parse_id(&id)?;
     let ops = body.into_inner();
     update_with(&state, id, move |current| {
-        let doc = serde_json::json!({
-            "name": current.spec.name,
-            "type": current.spec.kind,
-            "triggerId": current.spec.trigger_id,
-            "enabled": current.spec.enabled,
-            "inputPath": current.spec.input_path.as_ref().map(Filter::as_str),
-            "routes": current.spec.routes.as_ref().map(Routes::doc),
-            "webhookConfig": current.spec.webhook.as_ref().map(|h| WebhookConfig { secret: None, ..h.clone() }),
-            "pollConfig": current.spec.poll.as_ref().map(|p| PollConfig { fetch: Fetch { headers: None, ..p.fetch.clone() }, ..p.clone() }),
-            "monitorConfig": current.spec.monitor.as_ref().map(|m| MonitorConfig { fetch: Fetch { headers: None, ..m.fetch.clone() }, ..m.clone() }),
-            "redisStreamConfig": current.spec.redis_stream.as_ref().map(RedisStreamConfig::shown),
-            "natsConfig": current.spec.nats.as_ref().map(NatsConfig::shown),
-            "amqpConfig": current.spec.amqp.as_ref().map(AmqpConfig::shown),
-        });
+        let mut doc =
+            serde_json::to_value(SettingsOut::of(&current.spec)).map_err(|e| ApiError::Internal(e.into()))?;
+        if let serde_json::Value::Object(fields) = &mut doc {
+            // Every config is there, null when unused, so a patch may replace any of them.
+            for name in CONFIGS {
+                fields.entry(name).or_insert(serde_json::Value::Null);
+            }
+        }
         patch::apply(doc, ops, PATCHABLE)
     })
     .await
