@@ -13,9 +13,9 @@ use super::Tally;
 use crate::clock::SharedClock;
 use crate::config::Settings;
 use crate::delivery::{Intake, Shutdown, guard::TargetGuard};
-use crate::domain::schema::{Schemas, Side};
+use crate::domain::schema::Schemas;
 use crate::domain::source::poll::Fetch;
-use crate::domain::source::{RejectReason, Rejection, Source, SourceType};
+use crate::domain::source::{RejectReason, Rejection, Source, SourceType, schema_rejection};
 use crate::domain::trigger::Trigger;
 use crate::store::polls::{self, Found};
 use crate::store::{Store, StoreError, triggers};
@@ -143,20 +143,10 @@ impl Poller {
         now: NaiveDateTime,
     ) -> Option<Map<String, Value>> {
         let value = Value::Object(input);
-        match self.schemas.problems(trigger, Side::Input, &value) {
-            Ok(problems) if problems.is_empty() => {}
-            Ok(problems) => {
-                let message = format!(
-                    "the input does not match the input schema of '{}': {}",
-                    trigger.id,
-                    problems.join("; ")
-                );
-                self.tally.rejected(
-                    &source.id,
-                    now,
-                    &Rejection::new(RejectReason::InputSchema, message),
-                    raw.to_string().as_bytes(),
-                );
+        match schema_rejection(&self.schemas, trigger, &value) {
+            Ok(None) => {}
+            Ok(Some(rejection)) => {
+                self.tally.rejected(&source.id, now, &rejection, raw.to_string().as_bytes());
                 return None;
             }
             Err(e) => {

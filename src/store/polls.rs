@@ -7,7 +7,7 @@ use diesel::prelude::*;
 
 use super::events::insert_events;
 use super::schema::{source_seen, sources};
-use super::sources::{self as stored};
+use super::sources::SourceRow;
 use super::{AnyConnection, StoreError, subscriptions, write_transaction};
 use crate::domain::event::NewEvent;
 use crate::domain::ids::SourceId;
@@ -21,18 +21,14 @@ pub const KEPT_IDS: i64 = 10_000;
 
 /// Enabled polls and monitors due at `now`.
 pub fn due(conn: &mut AnyConnection, now: NaiveDateTime) -> Result<Vec<Source>, StoreError> {
-    let ids: Vec<String> = sources::table
+    sources::table
         .filter(sources::kind.eq_any([SourceType::HttpPoll.as_str(), SourceType::Monitor.as_str()]))
         .filter(sources::enabled.eq(true))
         .filter(sources::next_poll_at.is_null().or(sources::next_poll_at.le(now)))
-        .select(sources::id)
-        .load(conn)?;
-    let mut due = Vec::with_capacity(ids.len());
-    for id in ids {
-        let id: SourceId = id.parse().map_err(|e| StoreError::Corrupt(format!("sources.id: {e}")))?;
-        due.push(stored::get(conn, &id)?);
-    }
-    Ok(due)
+        .load::<SourceRow>(conn)?
+        .into_iter()
+        .map(SourceRow::into_domain)
+        .collect()
 }
 
 /// Takes the source for a fetch now, and sets when it is next due; `false` when another

@@ -19,7 +19,7 @@ pub const KEPT_REJECTIONS: i64 = 100;
 
 #[derive(Queryable, Insertable)]
 #[diesel(table_name = sources)]
-struct SourceRow {
+pub(super) struct SourceRow {
     id: String,
     name: String,
     kind: String,
@@ -82,7 +82,7 @@ impl SourceRow {
         }
     }
 
-    fn into_domain(self) -> Result<Source, StoreError> {
+    pub(super) fn into_domain(self) -> Result<Source, StoreError> {
         let kind = SourceType::parse(&self.kind).ok_or_else(|| corrupt("type", &self.kind))?;
         let config = |of: SourceType| if kind == of { Some(self.config.as_str()) } else { None };
         let spec = SourceSpec {

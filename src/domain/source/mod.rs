@@ -386,6 +386,21 @@ impl RejectReason {
     }
 }
 
+/// Why `input` does not fit `trigger`'s input schema, as a rejection (`None`: it fits); `Err` when
+/// the schema itself cannot be used.
+pub fn schema_rejection(
+    schemas: &super::schema::Schemas,
+    trigger: &super::trigger::Trigger,
+    input: &Value,
+) -> Result<Option<Rejection>, String> {
+    let problems = schemas.problems(trigger, super::schema::Side::Input, input)?;
+    Ok((!problems.is_empty()).then(|| {
+        let message =
+            format!("the input does not match the input schema of '{}': {}", trigger.id, problems.join("; "));
+        Rejection::new(RejectReason::InputSchema, message)
+    }))
+}
+
 /// A message a source refused, with why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rejection {

@@ -22,8 +22,8 @@ use super::Tally;
 use crate::clock::SharedClock;
 use crate::delivery::{Publisher, Shutdown};
 use crate::domain::ids::{SourceId, TriggerId};
-use crate::domain::schema::{Schemas, Side};
-use crate::domain::source::{RejectReason, Rejection, Source, SourceType};
+use crate::domain::schema::Schemas;
+use crate::domain::source::{RejectReason, Rejection, Source, SourceType, schema_rejection};
 use crate::domain::trigger::Trigger;
 use crate::store::events::{Draft, Published};
 use crate::store::idempotency::IdempotencyKey;
@@ -208,18 +208,13 @@ impl Consumers {
                 done[at] = true;
                 continue;
             }
-            match self.schemas.problems(&trigger, Side::Input, &serde_json::Value::Object(input.clone())) {
-                Ok(problems) if !problems.is_empty() => {
-                    let message = format!(
-                        "the input does not match the input schema of '{}': {}",
-                        trigger.id,
-                        problems.join("; ")
-                    );
-                    refuse(Rejection::new(RejectReason::InputSchema, message));
+            match schema_rejection(&self.schemas, &trigger, &serde_json::Value::Object(input.clone())) {
+                Ok(Some(rejection)) => {
+                    refuse(rejection);
                     done[at] = true;
                     continue;
                 }
-                Ok(_) => {}
+                Ok(None) => {}
                 Err(e) => {
                     self.tally.failed(&source.id, e);
                     continue;
