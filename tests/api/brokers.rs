@@ -84,6 +84,19 @@ async fn kill_mid_stream_then_count(
     assert_eq!(stored(app), 2000, "each message fired once");
 }
 
+/// The source `id` as read once it shows a last error (waiting up to 10 s).
+async fn once_failing(app: &TestApp, id: &str) -> Value {
+    let mut source = Value::Null;
+    for _ in 0..100 {
+        source = app.get(&format!("/sources/v1/{id}")).await.json().await.unwrap();
+        if source["status"]["lastError"].is_string() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    source
+}
+
 async fn pending_entries(con: &mut redis::aio::MultiplexedConnection, stream: &str) -> i64 {
     let reply: redis::Value =
         redis::cmd("XPENDING").arg(stream).arg("hookgate").query_async(con).await.unwrap();
@@ -170,19 +183,12 @@ async fn a_broker_that_is_down_is_reported_and_hookgate_keeps_serving() {
         }),
     )
     .await;
-    let mut error = Value::Null;
-    for _ in 0..100 {
-        let source: Value = app.get("/sources/v1/down").await.json().await.unwrap();
-        assert_eq!(
-            source["redisStreamConfig"]["url"], "redis://:****@127.0.0.1:1/",
-            "the password is write-only"
-        );
-        error = source["status"]["lastError"].clone();
-        if error.is_string() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let source = once_failing(&app, "down").await;
+    assert_eq!(
+        source["redisStreamConfig"]["url"], "redis://:****@127.0.0.1:1/",
+        "the password is write-only"
+    );
+    let error = &source["status"]["lastError"];
     assert!(error.as_str().is_some_and(|e| e.starts_with("redis:")), "{error}");
     assert_eq!(app.get("/health/ready").await.status(), 200);
 }
@@ -379,16 +385,9 @@ async fn a_nats_server_that_is_down_is_reported() {
         "natsConfig": {"url": "nats://me:hunter2@127.0.0.1:1", "stream": "S", "subject": "s", "durable": "d"},
     }))
     .await;
-    let mut error = Value::Null;
-    for _ in 0..200 {
-        let source: Value = app.get("/sources/v1/nats-down").await.json().await.unwrap();
-        assert_eq!(source["natsConfig"]["url"], "nats://me:****@127.0.0.1:1", "the password is write-only");
-        error = source["status"]["lastError"].clone();
-        if error.is_string() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let source = once_failing(&app, "nats-down").await;
+    assert_eq!(source["natsConfig"]["url"], "nats://me:****@127.0.0.1:1", "the password is write-only");
+    let error = &source["status"]["lastError"];
     assert!(error.as_str().is_some_and(|e| e.starts_with("nats:")), "{error}");
 }
 
@@ -554,15 +553,7 @@ async fn a_rabbitmq_that_is_down_is_reported() {
         }),
     )
     .await;
-    let mut error = Value::Null;
-    for _ in 0..200 {
-        let source: Value = app.get("/sources/v1/rabbit-down").await.json().await.unwrap();
-        error = source["status"]["lastError"].clone();
-        if error.is_string() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let error = &once_failing(&app, "rabbit-down").await["status"]["lastError"];
     assert!(error.as_str().is_some_and(|e| e.starts_with("amqp:")), "{error}");
 }
 
@@ -618,15 +609,7 @@ async fn a_consumer_reconnects_by_itself_after_its_broker_goes_away_and_comes_ba
     assert!(until(Duration::from_secs(10), || stored(&app) >= 1).await, "consumed through the proxy");
     proxy.stop();
     add(&mut con, &name, &[("body", r#"{"identityId": "while-down"}"#)]).await;
-    let mut error = Value::Null;
-    for _ in 0..100 {
-        let source: Value = app.get("/sources/v1/flaky").await.json().await.unwrap();
-        error = source["status"]["lastError"].clone();
-        if error.is_string() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let error = &once_failing(&app, "flaky").await["status"]["lastError"];
     assert!(error.as_str().is_some_and(|e| e.starts_with("redis:")), "the outage is shown: {error}");
     assert_eq!(stored(&app), 1);
     let back = Proxy::start(port, "127.0.0.1:6379").await;
