@@ -94,6 +94,40 @@ SUBSCRIPTION = {
 }
 
 
+# A chained subscription (type TRIGGER, a hookgate extension), which the SDKs cannot create: their
+# type enum has no TRIGGER. Reads show it as WORKFLOW so that the SDKs still parse every list.
+CHAINED = {
+    "name": "sdk contract chain",
+    "triggerId": "idn:identity-attributes-changed",
+    "type": "TRIGGER",
+    "triggerConfig": {"triggerId": "idn:identity-created", "inputPath": "$.identity"},
+}
+
+
+def create_chained(config):
+    """Creates CHAINED over plain HTTP with the SDK's token; returns its id."""
+    import urllib.request
+
+    request = urllib.request.Request(
+        os.environ["HOOKGATE_URL"].rstrip("/") + "/trigger-subscriptions/v1",
+        data=json.dumps(CHAINED).encode(),
+        headers={"Authorization": f"Bearer {config.access_token}", "Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request) as response:
+        assert response.status == 201, response.status
+        return json.load(response)["id"]
+
+
+def check_chained(chained_id, subs, patch):
+    """The SDK parsed a list holding the chained subscription, which patches and reads back."""
+    mine = [s for s in subs if s.id == chained_id]
+    assert len(mine) == 1, [s.id for s in subs]
+    assert mine[0].type.value == "WORKFLOW", mine[0]
+    assert mine[0].http_config is None, mine[0]
+    assert patch("renamed chain").name == "renamed chain"
+
+
 def run_v2():
     from sailpoint.triggers.api.triggers_api import TriggersApi
     from sailpoint.triggers.api_client import ApiClient
@@ -103,7 +137,8 @@ def run_v2():
     from sailpoint.triggers.models.subscription_put_request import SubscriptionPutRequest
     from sailpoint.triggers.models.validate_filter_input_dto import ValidateFilterInputDto
 
-    api = TriggersApi(ApiClient(configuration()))
+    config = configuration()
+    api = TriggersApi(ApiClient(config))
     state = {}
 
     @check("list_triggers_v1 with a filter parses typed triggers")
@@ -203,6 +238,14 @@ def run_v2():
         finally:
             stop()
 
+    @check("list_subscriptions_v1 parses a list holding a chained (TRIGGER) subscription")
+    def _():
+        chained = create_chained(config)
+        op = SubscriptionPatchRequestInner.from_dict
+        patch = lambda name: api.patch_subscription_v1(chained, [op({"op": "replace", "path": "/name", "value": name})])
+        check_chained(chained, api.list_subscriptions_v1(), patch)
+        api.delete_subscription_v1(chained)
+
     @check("delete_subscription_v1, then a 404 raises NotFoundException")
     def _():
         api.delete_subscription_v1(state["id"])
@@ -242,6 +285,14 @@ def run_v1():
             assert api.patch_subscription(sub.id, [op]).name == "patched"
             api.delete_subscription(sub.id)
             state["id"] = sub.id
+
+        @check(f"{name}: list_subscriptions parses a list holding a chained (TRIGGER) subscription")
+        def _():
+            chained = create_chained(config)
+            op = module.SubscriptionPatchRequestInner.from_dict
+            patch = lambda n: api.patch_subscription(chained, [op({"op": "replace", "path": "/name", "value": n})])
+            check_chained(chained, api.list_subscriptions(), patch)
+            api.delete_subscription(chained)
 
         @check(f"{name}: test_subscription_filter and a 404")
         def _():

@@ -14,8 +14,15 @@ pub struct NewSubscription {
     #[arg(long)]
     trigger: String,
     /// The subscriber's URL, which receives the POSTs.
-    #[arg(long)]
-    target: String,
+    #[arg(long, required_unless_present = "chain")]
+    target: Option<String>,
+    /// Chain instead: delivering publishes on this trigger, with no HTTP request.
+    #[arg(long, conflicts_with_all = ["target", "basic", "bearer"])]
+    chain: Option<String>,
+    /// With --chain: the JSONPath into the payload that becomes the new events' input (an
+    /// array gives one event per item); the whole payload by default.
+    #[arg(long, requires = "chain")]
+    input_path: Option<String>,
     #[arg(long)]
     name: Option<String>,
     /// SYNC, ASYNC or DYNAMIC.
@@ -69,6 +76,12 @@ pub enum SubscriptionCommand {
         filter: Option<String>,
         #[arg(long)]
         deadline: Option<String>,
+        /// A chained subscription's new target trigger.
+        #[arg(long)]
+        chain: Option<String>,
+        /// A chained subscription's new inputPath.
+        #[arg(long)]
+        input_path: Option<String>,
         #[command(flatten)]
         toggle: Toggle,
     },
@@ -106,15 +119,21 @@ pub async fn subscription(
                 return Ok(print_json(&list)?);
             }
             Ok(table(
-                &["ID", "TRIGGER", "ENABLED", "MODE", "URL", "NAME"],
+                &["ID", "TRIGGER", "ENABLED", "MODE", "TARGET", "NAME"],
                 &rows(
                     &list,
                     &[
                         &|s| cell(&s["id"]),
                         &|s| cell(&s["triggerId"]),
                         &|s| cell(&s["enabled"]),
-                        &|s| cell(&s["httpConfig"]["httpDispatchMode"]),
-                        &|s| cell(&s["httpConfig"]["url"]),
+                        &|s| match s.get("triggerConfig") {
+                            Some(_) => "CHAINED".to_owned(),
+                            None => cell(&s["httpConfig"]["httpDispatchMode"]),
+                        },
+                        &|s| match s.get("triggerConfig") {
+                            Some(chain) => format!("trigger {}", cell(&chain["triggerId"])),
+                            None => cell(&s["httpConfig"]["url"]),
+                        },
                         &|s| cell(&s["name"]),
                     ],
                 ),
@@ -124,7 +143,17 @@ pub async fn subscription(
             &remote.call(Method::GET, &format!("/trigger-subscriptions/v1/{}", seg(&id)), None).await?,
             json_out,
         ),
-        SubscriptionCommand::Update { id, name, target, mode, filter, deadline, toggle } => {
+        SubscriptionCommand::Update {
+            id,
+            name,
+            target,
+            mode,
+            filter,
+            deadline,
+            chain,
+            input_path,
+            toggle,
+        } => {
             let ops = patch_ops(
                 "replace",
                 [
@@ -133,10 +162,12 @@ pub async fn subscription(
                     ("/httpConfig/httpDispatchMode", mode.map(|m| Value::String(m.to_ascii_uppercase()))),
                     ("/filter", filter.map(Value::String)),
                     ("/responseDeadline", deadline.map(Value::String)),
+                    ("/triggerConfig/triggerId", chain.map(Value::String)),
+                    ("/triggerConfig/inputPath", input_path.map(Value::String)),
                     ("/enabled", toggle.value().map(Value::Bool)),
                 ],
             );
-            let hint = "pass --target, --name, --mode, --filter, --deadline, --enable or --disable";
+            let hint = "pass --target, --name, --mode, --filter, --deadline, --chain, --input-path, --enable or --disable";
             patch(remote, &format!("/trigger-subscriptions/v1/{}", seg(&id)), ops, hint, json_out).await
         }
         SubscriptionCommand::Delete { id } => {
@@ -155,6 +186,8 @@ async fn create_subscription(remote: &Remote, json_out: bool, new: NewSubscripti
     let NewSubscription {
         trigger,
         target,
+        chain,
+        input_path,
         name,
         mode,
         filter,
@@ -165,20 +198,25 @@ async fn create_subscription(remote: &Remote, json_out: bool, new: NewSubscripti
         ordering,
         ordering_key,
     } = new;
-    let mut http = json!({"url": target, "httpDispatchMode": mode.to_ascii_uppercase()});
-    if let Some(basic) = basic {
-        let (user, password) =
-            basic.split_once(':').ok_or_else(|| fail(Exit::Failure, "--basic takes USER:PASSWORD"))?;
-        http["httpAuthenticationType"] = json!("BASIC_AUTH");
-        http["basicAuthConfig"] = json!({"userName": user, "password": password});
-    } else if let Some(token) = bearer {
-        http["httpAuthenticationType"] = json!("BEARER_TOKEN");
-        http["bearerTokenAuthConfig"] = json!({"bearerToken": token});
+    let name = name.unwrap_or_else(|| format!("{trigger} subscription"));
+    let mut body = json!({"name": name, "triggerId": trigger, "enabled": !disabled});
+    if let Some(chain) = chain {
+        body["type"] = json!("TRIGGER");
+        body["triggerConfig"] = json!({"triggerId": chain, "inputPath": input_path});
+    } else {
+        let mut http = json!({"url": target, "httpDispatchMode": mode.to_ascii_uppercase()});
+        if let Some(basic) = basic {
+            let (user, password) =
+                basic.split_once(':').ok_or_else(|| fail(Exit::Failure, "--basic takes USER:PASSWORD"))?;
+            http["httpAuthenticationType"] = json!("BASIC_AUTH");
+            http["basicAuthConfig"] = json!({"userName": user, "password": password});
+        } else if let Some(token) = bearer {
+            http["httpAuthenticationType"] = json!("BEARER_TOKEN");
+            http["bearerTokenAuthConfig"] = json!({"bearerToken": token});
+        }
+        body["type"] = json!("HTTP");
+        body["httpConfig"] = http;
     }
-    let mut body = json!({
-        "name": name.unwrap_or_else(|| format!("{trigger} subscription")),
-        "triggerId": trigger, "type": "HTTP", "httpConfig": http, "enabled": !disabled,
-    });
     if let Some(filter) = filter {
         body["filter"] = json!(filter);
     }
@@ -193,7 +231,7 @@ async fn create_subscription(remote: &Remote, json_out: bool, new: NewSubscripti
     }
     let created = remote.call(Method::POST, "/trigger-subscriptions/v1", Some(&body)).await?;
     show(&created, json_out)?;
-    if !json_out {
+    if !json_out && created.get("httpConfig").is_some() {
         println!("The signing secret is shown only now; store it safely.");
     }
     Ok(())

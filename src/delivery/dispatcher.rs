@@ -23,7 +23,7 @@ use crate::config::Settings;
 use crate::domain::invocation::Attempt;
 use crate::domain::invocation::Next;
 use crate::store::instances;
-use crate::store::outcomes::Outcome;
+use crate::store::outcomes::{Effect, Outcome};
 use crate::store::queue::{self, Claimed};
 use crate::store::{Store, StoreError};
 
@@ -278,8 +278,8 @@ impl Dispatcher {
     }
 
     /// Records outcomes as they come, as many per transaction as have arrived meanwhile. Once an
-    /// ordered invocation's outcome is recorded, the next of its stream may be claimed: the claim
-    /// loop is woken.
+    /// ordered invocation's outcome is recorded, the next of its stream may be claimed, and a
+    /// chained delivery's events wait to be claimed: the claim loop is woken.
     async fn record_loop(self: Arc<Self>, mut outcomes: mpsc::UnboundedReceiver<Finished>) {
         while let Some(first) = outcomes.recv().await {
             let mut batch = vec![first];
@@ -290,11 +290,11 @@ impl Dispatcher {
                 }
             }
             let n = batch.len();
-            let ordered = batch.iter().any(|f| f.ordered);
+            let wakes = batch.iter().any(|f| f.ordered || matches!(f.outcome.effect, Effect::Publish(_)));
             let batch = batch.into_iter().map(|f| f.outcome).collect();
             recorder::record_until_done(&self.store, self.intake.owner(), &self.clock, batch).await;
             self.intake.release(n);
-            if self.starved.swap(false, Ordering::AcqRel) || ordered {
+            if self.starved.swap(false, Ordering::AcqRel) || wakes {
                 self.intake.wake();
             }
         }
@@ -371,7 +371,7 @@ impl Dispatcher {
                 error: None,
             },
             next: Next::Deferred(now + TimeDelta::from_std(wait).unwrap_or(TimeDelta::seconds(1))),
-            disable: None,
+            effect: Effect::None,
         }
     }
 }

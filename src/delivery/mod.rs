@@ -3,6 +3,7 @@
 //! SSRF guard, the signer, the retry policy, and the loop of periodic passes. Uses `store` and `domain`; knows nothing of the
 //! HTTP API.
 
+mod chain;
 mod dispatcher;
 pub mod guard;
 mod intake;

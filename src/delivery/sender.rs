@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use chrono::TimeDelta;
+use chrono::{NaiveDateTime, TimeDelta};
 use reqwest::header::{CONTENT_TYPE, HeaderValue, RETRY_AFTER};
 use tracing::Instrument as _;
 
@@ -12,13 +12,16 @@ use super::policy::{AttemptResult, Response, RetryPolicy, Verdict, classify, cla
 use super::signer::{SigningKey, signature_header};
 use crate::clock::SharedClock;
 use crate::config::Settings;
+use crate::domain::duration::IsoDuration;
 use crate::domain::event::Eligibility;
 use crate::domain::invocation::Attempt;
-use crate::domain::invocation::Next;
+use crate::domain::invocation::{Invocation, Next};
 use crate::domain::schema::{Schemas, Side};
-use crate::domain::subscription::{DispatchMode, HttpAuth, Subscription};
+use crate::domain::subscription::{
+    DispatchMode, HttpAuth, HttpTarget, Subscription, Target as SubscriptionTarget,
+};
 use crate::domain::trigger::Trigger;
-use crate::store::outcomes::Outcome;
+use crate::store::outcomes::{Effect, Outcome};
 use crate::store::queue::Claimed;
 
 /// The most of a subscriber's response body that is kept.
@@ -35,6 +38,8 @@ pub struct Target {
     pub keys: Vec<SigningKey>,
     /// Its trigger, when that is a `REQUEST_RESPONSE` trigger.
     pub request_response: Option<Trigger>,
+    /// For a chained subscription, the trigger it publishes on (`None`: it no longer exists).
+    pub publishes_on: Option<Trigger>,
 }
 
 pub struct Sender {
@@ -95,7 +100,7 @@ impl Sender {
                     invocation: invocation.id.clone(),
                     attempt: a,
                     next: Next::Dead,
-                    disable: None,
+                    effect: Effect::None,
                 };
             };
             let eligibility =
@@ -106,16 +111,34 @@ impl Sender {
                     invocation: invocation.id.clone(),
                     attempt: a,
                     next: Next::Dead,
-                    disable: None,
+                    effect: Effect::None,
                 };
             }
             let subscription = &target.subscription;
+            let http = match &subscription.spec.target {
+                SubscriptionTarget::Http(http) => http,
+                SubscriptionTarget::Trigger(chain) => {
+                    let chained = super::chain::deliver(&self.schemas, claimed, target, chain);
+                    let a = attempt(None, chained.response, chained.error);
+                    tracing::debug!(next = ?chained.next, "chained delivery finished");
+                    return Outcome {
+                        invocation: invocation.id.clone(),
+                        attempt: a,
+                        next: chained.next,
+                        effect: chained.effect,
+                    };
+                }
+            };
             let trigger = target.request_response.as_ref();
-            let (result, response, error) =
-                self.send(claimed, subscription, &target.keys, trigger.is_some()).await;
+            let (result, response, error) = self.send(claimed, http, &target.keys, trigger.is_some()).await;
             if let Some(trigger) = trigger
-                && let Some((next, failure)) =
-                    self.answered(trigger, subscription, &result, response.as_deref())
+                && let Some((next, failure)) = self.answered(
+                    trigger,
+                    &subscription.spec.response_deadline,
+                    http,
+                    &result,
+                    response.as_deref(),
+                )
             {
                 let code = match result {
                     AttemptResult::Status { code, .. } => Some(code),
@@ -126,7 +149,7 @@ impl Sender {
                     a.error = Some(reason);
                 }
                 tracing::debug!(status = ?a.status, next = ?next, "request/response attempt finished");
-                return Outcome { invocation: invocation.id.clone(), attempt: a, next, disable: None };
+                return Outcome { invocation: invocation.id.clone(), attempt: a, next, effect: Effect::None };
             }
             let response = response.map(|r| truncate(r, MAX_RESPONSE_BYTES));
             let a = attempt(
@@ -137,32 +160,41 @@ impl Sender {
                 response,
                 error,
             );
-            let (next, disable) = match classify(&result) {
-                Verdict::Delivered => (Next::Delivered, None),
-                Verdict::Gone => {
-                    let reason = format!(
-                        "the subscriber answered 410 Gone at {}",
-                        crate::domain::time::iso(started_at)
-                    );
-                    (Next::Dead, Some((invocation.subscription_id.clone(), reason)))
-                }
-                Verdict::Retry { retry_after } => {
-                    let attempts = usize::try_from(invocation.attempts).unwrap_or(usize::MAX);
-                    let seed = self.jitter_seed.map(|s| s ^ u64::from(invocation.attempts.unsigned_abs()));
-                    match self.policy.delay(attempts, retry_after, seed) {
-                        Some(delay) => {
-                            let delay = TimeDelta::from_std(delay).unwrap_or(TimeDelta::hours(1));
-                            (Next::RetryAt(self.clock.now() + delay), None)
-                        }
-                        None => (Next::Dead, None),
-                    }
-                }
-            };
+            let (next, effect) = self.next_after(invocation, &result, started_at);
             tracing::debug!(status = ?a.status, next = ?next, "attempt finished");
-            Outcome { invocation: invocation.id.clone(), attempt: a, next, disable }
+            Outcome { invocation: invocation.id.clone(), attempt: a, next, effect }
         }
         .instrument(span)
         .await
+    }
+
+    /// Where a plain delivery's answer leaves the invocation: delivered, retried by the policy,
+    /// or dead; a 410 Gone also switches its subscription off.
+    fn next_after(
+        &self,
+        invocation: &Invocation,
+        result: &AttemptResult,
+        started_at: NaiveDateTime,
+    ) -> (Next, Effect) {
+        match classify(result) {
+            Verdict::Delivered => (Next::Delivered, Effect::None),
+            Verdict::Gone => {
+                let reason =
+                    format!("the subscriber answered 410 Gone at {}", crate::domain::time::iso(started_at));
+                (Next::Dead, Effect::Disable(invocation.subscription_id.clone(), reason))
+            }
+            Verdict::Retry { retry_after } => {
+                let attempts = usize::try_from(invocation.attempts).unwrap_or(usize::MAX);
+                let seed = self.jitter_seed.map(|s| s ^ u64::from(invocation.attempts.unsigned_abs()));
+                match self.policy.delay(attempts, retry_after, seed) {
+                    Some(delay) => {
+                        let delay = TimeDelta::from_std(delay).unwrap_or(TimeDelta::hours(1));
+                        (Next::RetryAt(self.clock.now() + delay), Effect::None)
+                    }
+                    None => (Next::Dead, Effect::None),
+                }
+            }
+        }
     }
 
     /// What a `REQUEST_RESPONSE` subscriber's answer settles: the next state and, for a failure,
@@ -170,14 +202,15 @@ impl Sender {
     fn answered(
         &self,
         trigger: &Trigger,
-        subscription: &Subscription,
+        response_deadline: &IsoDuration,
+        http: &HttpTarget,
         result: &AttemptResult,
         body: Option<&str>,
     ) -> Option<(Next, Option<String>)> {
-        match classify_response(subscription.spec.target.dispatch_mode, result) {
+        match classify_response(http.dispatch_mode, result) {
             Response::Acknowledged => {
-                let deadline = TimeDelta::from_std(subscription.spec.response_deadline.duration())
-                    .unwrap_or(TimeDelta::hours(1));
+                let deadline =
+                    TimeDelta::from_std(response_deadline.duration()).unwrap_or(TimeDelta::hours(1));
                 Some((Next::Awaiting(self.clock.now() + deadline), None))
             }
             Response::Output => Some(match self.check_output(trigger, body) {
@@ -204,8 +237,8 @@ impl Sender {
 
     /// The body a subscriber receives: the stored payload, plus SailPoint's `_metadata` for
     /// `REQUEST_RESPONSE` subscriptions that may call back (ASYNC, DYNAMIC).
-    fn body_for(&self, claimed: &Claimed, subscription: &Subscription, request_response: bool) -> String {
-        let mode = subscription.spec.target.dispatch_mode;
+    fn body_for(&self, claimed: &Claimed, http: &HttpTarget, request_response: bool) -> String {
+        let mode = http.dispatch_mode;
         if !request_response || mode == DispatchMode::Sync {
             return claimed.payload.to_string();
         }
@@ -228,18 +261,17 @@ impl Sender {
     async fn send(
         &self,
         claimed: &Claimed,
-        subscription: &Subscription,
+        target: &HttpTarget,
         keys: &[SigningKey],
         request_response: bool,
     ) -> (AttemptResult, Option<String>, Option<String>) {
-        let target = &subscription.spec.target;
         if let Some(error) = self.guard.refuses(&target.url) {
             return (AttemptResult::Failed { timed_out: false }, None, Some(error));
         }
         let invocation = &claimed.invocation;
         let id = invocation.id.as_str();
         let timestamp = self.clock.now().and_utc().timestamp();
-        let payload = self.body_for(claimed, subscription, request_response);
+        let payload = self.body_for(claimed, target, request_response);
         let body = payload.as_bytes();
         let mut request = self
             .client

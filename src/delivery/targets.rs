@@ -1,5 +1,5 @@
 //! What the dispatcher delivers to: each subscription with its signing keys and, for a
-//! `REQUEST_RESPONSE` trigger, that trigger. Kept in memory while no subscription or trigger has
+//! `REQUEST_RESPONSE` trigger, that trigger; for a chained one, the trigger it publishes on. Kept in memory while no subscription or trigger has
 //! changed anywhere ([`crate::store::revisions`]: at once for a change made by this instance,
 //! within a quarter second for one made elsewhere), until the first rotation overlap among its
 //! keys ends, and for a minute at most.
@@ -104,8 +104,20 @@ pub async fn load(store: &Store, ids: Vec<String>, now: NaiveDateTime) -> Result
                 let keys_until = secrets.iter().filter_map(|(_, until)| *until).min();
                 let keys = secrets.iter().filter_map(|(secret, _)| SigningKey::from_secret(secret)).collect();
                 let id = subscription.id.to_string();
-                let target =
-                    Target { request_response: rr_triggers[&trigger_id].clone(), keys, subscription };
+                let publishes_on = match subscription.spec.target.chain() {
+                    None => None,
+                    Some(chain) => match triggers::get(c, &chain.trigger_id) {
+                        Ok(t) => Some(t),
+                        Err(StoreError::NotFound) => None,
+                        Err(e) => return Err(e),
+                    },
+                };
+                let target = Target {
+                    request_response: rr_triggers[&trigger_id].clone(),
+                    publishes_on,
+                    keys,
+                    subscription,
+                };
                 out.insert(id, (Some(Arc::new(target)), keys_until));
             }
             Ok(out)

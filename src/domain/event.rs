@@ -67,6 +67,8 @@ pub struct NewEvent {
     pub subscriptions: Vec<Recipient>,
     /// Subscriptions that keep the event as a dead letter, with the reason.
     pub held: Vec<(SubscriptionId, String)>,
+    /// How many chained deliveries led to it: 0 unless a chained trigger published it.
+    pub depth: i32,
 }
 
 impl NewEvent {
@@ -89,6 +91,7 @@ impl NewEvent {
             payload: payload.to_string(),
             subscriptions: Vec::new(),
             held: Vec::new(),
+            depth: 0,
         };
         for subscription in subscribers {
             if subscription.spec.filter.as_ref().is_some_and(|f| !f.matches(payload)) {

@@ -1,6 +1,7 @@
 //! Domain types: what hookgate's words mean, independent of HTTP and SQL.
 
 pub mod catalog;
+pub mod chain;
 pub mod duration;
 pub mod event;
 pub mod filter;

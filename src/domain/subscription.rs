@@ -1,4 +1,4 @@
-//! Subscriptions: one trigger bound to one HTTP target.
+//! Subscriptions: one trigger bound to one target, an HTTP service or another trigger.
 
 use chrono::NaiveDateTime;
 use serde::{Deserialize, Serialize};
@@ -16,6 +16,8 @@ pub enum SubscriptionType {
     Inline,
     Script,
     Workflow,
+    /// A chained trigger (hookgate): delivering publishes on another trigger.
+    Trigger,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -77,6 +79,39 @@ pub struct HttpTarget {
     pub auth: HttpAuth,
 }
 
+/// A chained trigger: delivering an invocation publishes events on `trigger_id`, their inputs
+/// picked from the payload by `input_path` ([`super::chain::inputs`]).
+#[derive(Debug, Clone)]
+pub struct ChainTarget {
+    pub trigger_id: TriggerId,
+    pub input_path: Option<Filter>,
+}
+
+/// Where a subscription's invocations go.
+#[derive(Debug, Clone)]
+pub enum Target {
+    /// A signed HTTP request to the subscriber.
+    Http(HttpTarget),
+    /// Events published on another trigger, in the transaction that records the delivery.
+    Trigger(ChainTarget),
+}
+
+impl Target {
+    pub fn http(&self) -> Option<&HttpTarget> {
+        match self {
+            Self::Http(http) => Some(http),
+            Self::Trigger(_) => None,
+        }
+    }
+
+    pub fn chain(&self) -> Option<&ChainTarget> {
+        match self {
+            Self::Http(_) => None,
+            Self::Trigger(chain) => Some(chain),
+        }
+    }
+}
+
 /// Whether a subscription's invocations go out in publish order (a hookgate extension).
 #[derive(Debug, Clone, Default)]
 pub enum Ordering {
@@ -117,7 +152,7 @@ pub struct SubscriptionSpec {
     pub name: String,
     pub description: Option<String>,
     pub response_deadline: IsoDuration,
-    pub target: HttpTarget,
+    pub target: Target,
     pub enabled: bool,
     pub filter: Option<Filter>,
     pub ordering: Ordering,

@@ -30,6 +30,8 @@ pub struct Draft {
     pub content_json: String,
     /// The trigger's params merged with the input: what subscribers receive.
     pub payload: Value,
+    /// How many chained deliveries led to it ([`crate::domain::chain`]).
+    pub depth: i32,
 }
 
 impl Draft {
@@ -45,6 +47,7 @@ impl Draft {
             input: Value::Object(input.clone()).to_string(),
             content_json: content_json.to_string(),
             payload: Value::Object(crate::domain::invocation::merge_params(&trigger.params, input)),
+            depth: 0,
         }
     }
 }
@@ -217,6 +220,7 @@ fn create(
             .iter()
             .map(|draft| NewEvent {
                 id: draft.event_id.clone(),
+                depth: draft.depth,
                 ..NewEvent::new(
                     InvocationKind::RealTime,
                     &draft.trigger_id,
@@ -238,6 +242,17 @@ fn create(
     Err(StoreError::Corrupt("the subscribers kept changing under a publish".into()))
 }
 
+/// Publishes the events of chained deliveries in the caller's transaction, their invocations
+/// pending for any instance to claim.
+pub fn publish_chained(
+    conn: &mut AnyConnection,
+    drafts: &[Draft],
+    now: NaiveDateTime,
+) -> Result<(), StoreError> {
+    let drafts: Vec<&Draft> = drafts.iter().collect();
+    create(conn, &drafts, now, &mut |_| None, &Subscribers::default()).map(|_| ())
+}
+
 /// The invocations a keyed request created, per event, in the order first answered.
 fn read_back(conn: &mut AnyConnection, answered: &Answered) -> Result<Vec<Vec<Invocation>>, StoreError> {
     let ids: Vec<&str> = answered.events.iter().flatten().map(String::as_str).collect();
@@ -256,6 +271,7 @@ struct EventRow<'a> {
     content_json: &'a str,
     payload: &'a str,
     created: NaiveDateTime,
+    depth: i32,
 }
 
 /// Stores events and their invocations, atomically (one statement on PostgreSQL, else in the
@@ -308,6 +324,7 @@ fn store_events(
             content_json: &event.content_json,
             payload: &event.payload,
             created: now,
+            depth: event.depth,
         });
     }
     match conn {
@@ -386,6 +403,7 @@ fn insert_pg(
             columns.input.push(e.input);
             columns.content_json.push(e.content_json);
             columns.payload.push(e.payload);
+            columns.depth.push(e.depth);
         }
         if pg_batch::insert_new(pg, now, revision, &columns, rows)? { Ok(()) } else { Err(StoreError::Moved) }
     };

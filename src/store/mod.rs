@@ -1,5 +1,6 @@
 //! Persistence: the pool, migrations and every query. The only module that names diesel.
 
+mod chains;
 pub mod clients;
 mod connection;
 mod error;

@@ -25,8 +25,18 @@ pub struct Outcome {
     pub invocation: InvocationId,
     pub attempt: Attempt,
     pub next: Next,
-    /// A subscription to switch off with this reason (the subscriber answered 410 Gone).
-    pub disable: Option<(SubscriptionId, String)>,
+    pub effect: Effect,
+}
+
+/// What recording an outcome does besides settling its invocation, in the same transaction.
+#[derive(Debug, Clone)]
+pub enum Effect {
+    None,
+    /// Switch this subscription off with this reason (the subscriber answered 410 Gone).
+    Disable(SubscriptionId, String),
+    /// Publish these events (a chained trigger's delivery), unless the invocation's event is
+    /// too deep in its chain ([`super::chains::settle`]).
+    Publish(Vec<super::events::Draft>),
 }
 
 impl Outcome {
@@ -173,10 +183,26 @@ struct AttemptRow<'a> {
 
 /// Records a batch of outcomes: the invocations' new states (applied only where `owner` still
 /// holds the lease: a worker whose lease expired does not overrule the one that took over), a
-/// row in `attempts` for each failed attempt, and the subscriptions a 410 switched off. Atomic
-/// by itself: on PostgreSQL one statement unless a subscription is switched off, else one
-/// transaction.
+/// row in `attempts` for each failed attempt, the subscriptions a 410 switched off, and the
+/// events chained deliveries publish. Atomic by itself: on PostgreSQL one statement unless a
+/// subscription is switched off or events are published, else one transaction.
 pub fn record(
+    conn: &mut AnyConnection,
+    owner: &str,
+    outcomes: &[Outcome],
+    now: NaiveDateTime,
+) -> Result<(), StoreError> {
+    if outcomes.iter().any(|o| matches!(o.effect, Effect::Publish(_))) {
+        return write_transaction(conn, |conn| {
+            let settled = super::chains::settle(conn, owner, outcomes, now)?;
+            record_settled(conn, owner, &settled, now)
+        });
+    }
+    record_settled(conn, owner, outcomes, now)
+}
+
+/// [`record`] for outcomes that publish nothing.
+fn record_settled(
     conn: &mut AnyConnection,
     owner: &str,
     outcomes: &[Outcome],
@@ -197,7 +223,13 @@ pub fn record(
             error: o.attempt.error.as_deref(),
         })
         .collect();
-    let disables: Vec<_> = outcomes.iter().filter_map(|o| o.disable.as_ref()).collect();
+    let disables: Vec<_> = outcomes
+        .iter()
+        .filter_map(|o| match &o.effect {
+            Effect::Disable(subscription, reason) => Some((subscription, reason)),
+            Effect::None | Effect::Publish(_) => None,
+        })
+        .collect();
     if let AnyConnection::Postgresql(pg) = conn
         && disables.is_empty()
     {

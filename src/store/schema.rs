@@ -49,6 +49,8 @@ diesel::table! {
         disabled_reason -> Nullable<Text>,
         ordering -> Text,
         ordering_key -> Nullable<Text>,
+        chain_trigger_id -> Nullable<Text>,
+        chain_input_path -> Nullable<Text>,
     }
 }
 
@@ -92,6 +94,7 @@ diesel::table! {
         content_json -> Text,
         payload -> Text,
         created -> Timestamp,
+        depth -> Integer,
     }
 }
 

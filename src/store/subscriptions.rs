@@ -11,7 +11,7 @@ use crate::domain::filter::Filter;
 use crate::domain::ids::{SubscriptionId, TriggerId};
 use crate::domain::secret::{Secret, new_signing_secret};
 use crate::domain::subscription::{
-    DispatchMode, HttpAuth, HttpTarget, Ordering, Subscription, SubscriptionSpec,
+    ChainTarget, DispatchMode, HttpAuth, HttpTarget, Ordering, Subscription, SubscriptionSpec, Target,
 };
 use crate::domain::trigger::TriggerType;
 
@@ -37,6 +37,8 @@ struct SubscriptionRow {
     disabled_reason: Option<String>,
     ordering: String,
     ordering_key: Option<String>,
+    chain_trigger_id: Option<String>,
+    chain_input_path: Option<String>,
 }
 
 impl SubscriptionRow {
@@ -47,7 +49,13 @@ impl SubscriptionRow {
         created: NaiveDateTime,
         updated: NaiveDateTime,
     ) -> Self {
-        let (auth_type, basic_user, basic_password, bearer_token) = match &spec.target.auth {
+        let (kind, url, dispatch_mode, auth, chain) = match &spec.target {
+            Target::Http(http) => ("HTTP", http.url.clone(), http.dispatch_mode, &http.auth, None),
+            Target::Trigger(chain) => {
+                ("TRIGGER", String::new(), DispatchMode::Sync, &HttpAuth::None, Some(chain))
+            }
+        };
+        let (auth_type, basic_user, basic_password, bearer_token) = match auth {
             HttpAuth::None => ("NO_AUTH", None, None, None),
             HttpAuth::Basic { user, password } => {
                 ("BASIC_AUTH", Some(user.clone()), Some(password.expose().to_owned()), None)
@@ -59,10 +67,10 @@ impl SubscriptionRow {
             trigger_id: trigger_id.to_string(),
             name: spec.name.clone(),
             description: spec.description.clone(),
-            kind: "HTTP".to_owned(),
+            kind: kind.to_owned(),
             response_deadline: spec.response_deadline.to_string(),
-            url: spec.target.url.clone(),
-            dispatch_mode: spec.target.dispatch_mode.as_str().to_owned(),
+            url,
+            dispatch_mode: dispatch_mode.as_str().to_owned(),
             auth_type: auth_type.to_owned(),
             basic_user,
             basic_password,
@@ -77,6 +85,8 @@ impl SubscriptionRow {
                 Ordering::Key(path) => Some(path.as_str().to_owned()),
                 Ordering::None | Ordering::Subscription => None,
             },
+            chain_trigger_id: chain.map(|c| c.trigger_id.to_string()),
+            chain_input_path: chain.and_then(|c| c.input_path.as_ref()).map(|p| p.as_str().to_owned()),
         }
     }
 
@@ -103,11 +113,23 @@ impl SubscriptionRow {
                     .response_deadline
                     .parse::<IsoDuration>()
                     .map_err(|e| corrupt("response_deadline", &e))?,
-                target: HttpTarget {
-                    url: self.url,
-                    dispatch_mode: DispatchMode::parse(&self.dispatch_mode)
-                        .ok_or_else(|| corrupt("dispatch_mode", &self.dispatch_mode))?,
-                    auth,
+                target: match (self.kind.as_str(), self.chain_trigger_id) {
+                    ("TRIGGER", Some(trigger)) => Target::Trigger(ChainTarget {
+                        trigger_id: trigger.parse().map_err(|e| corrupt("chain_trigger_id", &e))?,
+                        input_path: self
+                            .chain_input_path
+                            .as_deref()
+                            .map(Filter::parse)
+                            .transpose()
+                            .map_err(|e| corrupt("chain_input_path", &e))?,
+                    }),
+                    ("HTTP", _) => Target::Http(HttpTarget {
+                        url: self.url,
+                        dispatch_mode: DispatchMode::parse(&self.dispatch_mode)
+                            .ok_or_else(|| corrupt("dispatch_mode", &self.dispatch_mode))?,
+                        auth,
+                    }),
+                    (other, _) => return Err(corrupt("type", &other)),
                 },
                 enabled: self.enabled,
                 filter: self
@@ -169,6 +191,10 @@ fn lock_trigger(conn: &mut AnyConnection, id: &TriggerId) -> Result<Option<(Stri
     Ok(found)
 }
 
+fn trigger_type(stored: &str) -> Result<TriggerType, StoreError> {
+    TriggerType::parse(stored).ok_or_else(|| StoreError::Corrupt(format!("triggers.type: '{stored}'")))
+}
+
 /// Creates a subscription and its first signing secret, within the trigger's limit.
 pub fn insert(
     conn: &mut AnyConnection,
@@ -180,8 +206,7 @@ pub fn insert(
         let Some((trigger_name, kind)) = lock_trigger(conn, trigger_id)? else {
             return Err(StoreError::Invalid(format!("triggerId '{trigger_id}' does not name a trigger")));
         };
-        let kind = TriggerType::parse(&kind)
-            .ok_or_else(|| StoreError::Corrupt(format!("triggers.type: '{kind}'")))?;
+        let kind = trigger_type(&kind)?;
         let count: i64 = subscriptions::table
             .filter(subscriptions::trigger_id.eq(trigger_id.as_str()))
             .count()
@@ -193,6 +218,7 @@ pub fn insert(
                 kind.as_str()
             )));
         }
+        super::chains::check(conn, trigger_id, kind, spec, None)?;
         let id = SubscriptionId::generate();
         let row = SubscriptionRow::new(&id, trigger_id, spec, now, now);
         diesel::insert_into(subscriptions::table).values(&row).execute(conn)?;
@@ -240,6 +266,9 @@ pub fn update(
         }
         let current = get(conn, id)?;
         let spec = change(&current)?;
+        let kind: String =
+            triggers::table.find(current.trigger_id.as_str()).select(triggers::kind).first(conn)?;
+        super::chains::check(conn, &current.trigger_id, trigger_type(&kind)?, &spec, Some(id))?;
         let mut row = SubscriptionRow::new(id, &current.trigger_id, &spec, current.created, now);
         // The reason a subscription was switched off stays while it stays off.
         row.disabled_reason = if spec.enabled { None } else { current.disabled_reason.clone() };

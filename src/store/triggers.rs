@@ -144,6 +144,12 @@ pub fn delete(conn: &mut AnyConnection, id: &TriggerId) -> Result<(), StoreError
                 "trigger '{id}' has {used} subscription(s); delete them first"
             )));
         }
+        let chained = super::chains::count_targeting(conn, id)?;
+        if chained > 0 {
+            return Err(StoreError::InUse(format!(
+                "trigger '{id}' is published on by {chained} chained subscription(s); delete them first"
+            )));
+        }
         let fed = super::sources::count_for_trigger(conn, id)?;
         if fed > 0 {
             return Err(StoreError::InUse(format!("trigger '{id}' has {fed} source(s); delete them first")));

@@ -127,6 +127,37 @@ async fn subscriptions_are_managed_and_tested_from_the_terminal() {
 }
 
 #[actix_web::test]
+async fn chained_subscriptions_are_created_listed_and_updated_from_the_terminal() {
+    let app = TestApp::spawn().await;
+    let sink = Sink::start();
+    let trigger = json!({"id": "test:batch", "name": "batch", "type": "FIRE_AND_FORGET",
+        "inputSchema": {"type": "object"}, "exampleInput": {"items": [{"identityId": "a"}]}});
+    assert_eq!(app.post("/triggers/v1", &trigger).await.status(), 201);
+    let args = ["subscription", "create", "--trigger", "test:batch", "--chain", "test:fire-and-forget"];
+    let created =
+        json_of(&hookgate(&app, &[&args[..], &["--input-path", "$.items", "--json"]].concat()).await);
+    assert_eq!(
+        created["triggerConfig"],
+        json!({"triggerId": "test:fire-and-forget", "inputPath": "$.items"})
+    );
+    let id = created["id"].as_str().unwrap().to_owned();
+    let listed = ok(&hookgate(&app, &["subscription", "list", "--trigger", "test:batch"]).await);
+    assert!(
+        listed.lines().any(|l| l.starts_with(&id) && l.contains("trigger test:fire-and-forget")),
+        "{listed}"
+    );
+    let updated =
+        json_of(&hookgate(&app, &["subscription", "update", &id, "--input-path", "$.more", "--json"]).await);
+    assert_eq!(updated["triggerConfig"]["inputPath"], "$.more");
+    failed(&hookgate(&app, &["subscription", "create", "--trigger", "test:batch"]).await, 2);
+
+    app.subscribe_url(&sink.url("/chained")).await;
+    app.publish("test:batch", json!({"more": [{"identityId": "b"}, {"identityId": "c"}]})).await;
+    app.drain().await;
+    assert_eq!(sink.received().len(), 2);
+}
+
+#[actix_web::test]
 async fn invocations_and_dead_letters_are_listed_and_replayed() {
     let app = TestApp::spawn_with(|s| s.retry_schedule.clear()).await;
     let sink = Sink::start();

@@ -4,6 +4,7 @@
 mod auth;
 mod brokers;
 mod caches;
+mod chains;
 mod cli;
 mod cli_remote;
 mod delivery;

@@ -98,7 +98,7 @@ async fn put_replaces_a_subscription_and_keeps_write_only_secrets_sent_back_as_n
     assert_eq!((replaced["name"].as_str(), replaced["enabled"].as_bool()), (Some("renamed"), Some(false)));
     let sid = id.parse().unwrap();
     let stored = app.store.run_blocking(|c| subscriptions::get(c, &sid)).unwrap();
-    match stored.spec.target.auth {
+    match &stored.spec.target.http().expect("an HTTP subscription").auth {
         hookgate::domain::subscription::HttpAuth::Basic { password, .. } => {
             assert_eq!(password.expose(), "eRtg4%6yuI!");
         }
