@@ -61,6 +61,9 @@ const ENV_KEYS: &[&str] = &[
     "poll_interval",
     "allowed_target_networks",
     "idempotency_ttl",
+    "retention_delivered",
+    "retention_dead",
+    "purge",
     "log",
     "log_format",
     "url",
@@ -94,6 +97,9 @@ struct RawSettings {
     poll_interval: String,
     allowed_target_networks: String,
     idempotency_ttl: String,
+    retention_delivered: String,
+    retention_dead: String,
+    purge: bool,
     log: String,
     log_format: String,
     url: Option<String>,
@@ -126,6 +132,9 @@ impl Default for RawSettings {
             poll_interval: "1s".into(),
             allowed_target_networks: String::new(),
             idempotency_ttl: "24h".into(),
+            retention_delivered: "7d".into(),
+            retention_dead: "30d".into(),
+            purge: true,
             log: "info".into(),
             log_format: "pretty".into(),
             url: None,
@@ -167,6 +176,12 @@ pub struct Settings {
     pub poll_interval: Duration,
     pub allowed_target_networks: Vec<ipnet::IpNet>,
     pub idempotency_ttl: Duration,
+    /// How long delivered invocations (and events, ticks) are kept after they finish.
+    pub retention_delivered: Duration,
+    /// How long dead invocations are kept after they were created.
+    pub retention_dead: Duration,
+    /// Run the background purge on this instance.
+    pub purge: bool,
     pub log: String,
     pub log_format: LogFormat,
     /// Where the client commands reach hookgate, and with which credentials.
@@ -293,6 +308,9 @@ impl Settings {
             allowed_target_networks,
             idempotency_ttl: parse_duration(&raw.idempotency_ttl)
                 .map_err(|m| invalid("idempotency_ttl", m))?,
+            retention_delivered: parse_retention(&raw.retention_delivered, "retention_delivered")?,
+            retention_dead: parse_retention(&raw.retention_dead, "retention_dead")?,
+            purge: raw.purge,
             log: raw.log,
             log_format,
             url: raw.url,
@@ -324,6 +342,7 @@ impl Settings {
         settings.workers = 0;
         settings.scheduler = false;
         settings.sources = false;
+        settings.purge = false;
         settings.delivery_timeout = Duration::from_secs(2);
         settings.allowed_target_networks = vec![ipnet::IpNet::from(std::net::IpAddr::from([127, 0, 0, 1]))];
         settings
@@ -331,6 +350,15 @@ impl Settings {
 }
 
 pub use crate::domain::duration::parse_duration;
+
+/// A retention: at least a minute, so nothing is purged while it may still change.
+fn parse_retention(text: &str, key: &'static str) -> Result<Duration, ConfigError> {
+    let retention = parse_duration(text).map_err(|m| invalid(key, m))?;
+    if retention < Duration::from_secs(60) {
+        return Err(invalid(key, "must be at least 1m"));
+    }
+    Ok(retention)
+}
 
 /// Comma-separated networks (`10.0.0.0/8`) or single addresses.
 fn parse_networks(text: &str) -> Result<Vec<ipnet::IpNet>, ConfigError> {

@@ -23,6 +23,7 @@ pub struct Application {
     dispatcher: Arc<Dispatcher>,
     scheduler: Arc<Scheduler>,
     poller: Arc<crate::sources::Poller>,
+    purger: Arc<crate::retention::Purger>,
     workers: Vec<tokio::task::JoinHandle<()>>,
     stop_workers: tokio::sync::watch::Sender<bool>,
 }
@@ -103,6 +104,11 @@ impl Application {
         if settings.sources {
             workers.push(actix_web::rt::spawn(consumers.run(stopped.clone())));
         }
+        let retention = crate::retention::Retention::of(&settings);
+        let purger = Arc::new(crate::retention::Purger::new(store.clone(), clock.clone(), retention));
+        if settings.purge {
+            workers.push(actix_web::rt::spawn(purger.clone().run(stopped.clone())));
+        }
         let state = web::Data::new(AppState {
             store: store.clone(),
             clock,
@@ -126,7 +132,7 @@ impl Application {
         })
         .listen(listener)?
         .run();
-        Ok(Self { port, server, store, dispatcher, scheduler, poller, workers, stop_workers })
+        Ok(Self { port, server, store, dispatcher, scheduler, poller, purger, workers, stop_workers })
     }
 
     /// The dispatcher the delivery loops run; tests drive it directly.
@@ -142,6 +148,11 @@ impl Application {
     /// The poller that fetches polled and monitor sources; tests drive it directly.
     pub fn poller(&self) -> Arc<crate::sources::Poller> {
         self.poller.clone()
+    }
+
+    /// The purge of what is past its retention; tests drive it directly.
+    pub fn purger(&self) -> Arc<crate::retention::Purger> {
+        self.purger.clone()
     }
 
     pub fn port(&self) -> u16 {

@@ -1,9 +1,10 @@
-//! The `hookgate` command line: `serve`, `migrate`, `client` administration on the database,
+//! The `hookgate` command line: `serve`, `migrate`, `client` administration and `purge` on the database,
 //! and client commands that speak the HTTP API.
 
 mod bench;
 mod client;
 mod invocations;
+mod purge;
 mod remote;
 mod resources;
 mod sources;
@@ -48,6 +49,8 @@ enum Command {
     },
     /// Apply database migrations and exit.
     Migrate,
+    /// Remove what is past its retention now (works directly on the database).
+    Purge(purge::PurgeArgs),
     /// Manage API clients (works directly on the database).
     #[command(subcommand)]
     Client(client::ClientCommand),
@@ -96,6 +99,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             let store = open_store(&settings, &clock)?;
             client::run(command, &store, &clock, cli.connection.json)
         }
+        Command::Purge(args) => {
+            let store = open_store(&settings, &clock)?;
+            purge::run(&args, &settings, store, &clock, cli.connection.json)
+        }
         command @ (Command::Trigger(_)
         | Command::Subscription(_)
         | Command::Invocation(_)
@@ -123,7 +130,11 @@ fn remote(settings: &Settings, connection: &remote::Connection, command: Command
             Command::Invocation(c) => invocations::invocation(&remote, c, json).await,
             Command::DeadLetter(c) => invocations::dead_letter(&remote, c, json).await,
             Command::Source(c) => sources::source(&remote, c, json).await,
-            Command::Serve { .. } | Command::Migrate | Command::Client(_) | Command::Bench(_) => Ok(()),
+            Command::Serve { .. }
+            | Command::Migrate
+            | Command::Client(_)
+            | Command::Purge(_)
+            | Command::Bench(_) => Ok(()),
         }
     })
 }

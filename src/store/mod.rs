@@ -11,6 +11,7 @@ pub mod invocations;
 pub mod outcomes;
 mod pg_batch;
 pub mod polls;
+pub mod purge;
 pub mod queue;
 pub mod replays;
 pub mod responses;

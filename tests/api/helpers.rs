@@ -80,6 +80,7 @@ pub struct TestApp {
     pub dispatcher: Arc<hookgate::delivery::Dispatcher>,
     pub scheduler: Arc<hookgate::delivery::Scheduler>,
     pub poller: Arc<hookgate::sources::Poller>,
+    pub purger: Arc<hookgate::retention::Purger>,
     pub db: Arc<TestDb>,
 }
 
@@ -105,6 +106,7 @@ impl TestApp {
         let dispatcher = app.dispatcher();
         let scheduler = app.scheduler();
         let poller = app.poller();
+        let purger = app.purger();
         let running = actix_web::rt::spawn(app.run_until_stopped());
         let http =
             reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
@@ -119,6 +121,7 @@ impl TestApp {
             dispatcher,
             scheduler,
             poller,
+            purger,
             db,
         };
         test.token = test.token_for(&["sp:scopes:all"]).await;

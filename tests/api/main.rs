@@ -20,6 +20,7 @@ mod publish;
 mod replay;
 mod request_response;
 pub mod resilience;
+mod retention;
 mod schedules;
 mod sink;
 mod sources;

@@ -1,0 +1,2 @@
+DROP INDEX idempotency_keys_expiry;
+DROP INDEX invocations_delivered;
