@@ -286,6 +286,22 @@ async fn stream_ready(js: &async_nats::jetstream::Context, stream: &str) {
     panic!("the consumer did not create stream {stream}");
 }
 
+/// The durable consumer a NATS source makes, once it exists.
+async fn durable_ready(
+    js: &async_nats::jetstream::Context,
+    stream: &str,
+) -> async_nats::jetstream::consumer::PullConsumer {
+    for _ in 0..100 {
+        if let Ok(stream) = js.get_stream(stream).await
+            && let Ok(durable) = stream.get_consumer("hookgate").await
+        {
+            return durable;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the consumer did not create its durable on {stream}");
+}
+
 #[actix_web::test]
 async fn a_thousand_nats_messages_fire_a_thousand_events_and_are_acknowledged() {
     let app = TestApp::spawn_with(|s| s.sources = true).await;
@@ -344,14 +360,14 @@ async fn a_killed_nats_consumer_s_messages_are_all_fired_once_by_the_instances_l
     let mut first = Server::start(&db);
     let js = jetstream().await;
     stream_ready(&js, &stream).await;
-    // An instance that died earlier pulled 50 messages and never acknowledged them.
+    // The first instance made the durable consumer, then died; 50 messages published after it
+    // are pulled here, as it would have pulled them, and never acknowledged.
+    let durable = durable_ready(&js, &stream).await;
+    first.child.kill().unwrap();
+    first.child.wait().unwrap();
     for i in 0..50 {
         publish(&js, &subject, json!({"identityId": format!("k{i}")}).to_string()).await;
     }
-    first.child.kill().unwrap();
-    first.child.wait().unwrap();
-    let durable: async_nats::jetstream::consumer::PullConsumer =
-        js.get_stream(&stream).await.unwrap().get_consumer("hookgate").await.unwrap();
     let mut pulled = durable.fetch().max_messages(50).messages().await.unwrap();
     let mut taken = 0;
     while let Some(message) = futures_util::StreamExt::next(&mut pulled).await {
