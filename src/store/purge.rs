@@ -218,18 +218,19 @@ fn walk_events(conn: &mut AnyConnection, before: NaiveDateTime) -> Result<u64, S
     Ok(removed)
 }
 
-/// Deletes schedule ticks before `before`, a batch at most.
+/// Deletes schedule ticks before `before`: the oldest batch of them, and any others at the
+/// same instant as its last one, in one statement.
 fn remove_ticks(conn: &mut AnyConnection, before: NaiveDateTime) -> Result<u64, StoreError> {
-    let old: Vec<(String, NaiveDateTime)> = schedule_ticks::table
+    let oldest: Vec<NaiveDateTime> = schedule_ticks::table
         .filter(schedule_ticks::tick.lt(before))
-        .select((schedule_ticks::trigger_id, schedule_ticks::tick))
+        .order(schedule_ticks::tick)
+        .select(schedule_ticks::tick)
         .limit(BATCH)
         .load(conn)?;
-    let mut removed = 0;
-    for (trigger, tick) in &old {
-        removed += count(diesel::delete(schedule_ticks::table.find((trigger, tick))).execute(conn)?);
-    }
-    Ok(removed)
+    let Some(&last) = oldest.last() else { return Ok(0) };
+    let gone =
+        schedule_ticks::table.filter(schedule_ticks::tick.le(last)).filter(schedule_ticks::tick.lt(before));
+    Ok(count(diesel::delete(gone).execute(conn)?))
 }
 
 /// What a purge at `cutoffs` would remove, counted without removing anything.
