@@ -27,6 +27,7 @@
 //! | `idempotency_ttl` / `HOOKGATE_IDEMPOTENCY_TTL` | how long an `Idempotency-Key` is remembered | `24h`       |
 //! | `url` / `HOOKGATE_URL`                     | where the client commands reach hookgate  | `http://127.0.0.1:8080` |
 //! | `client_id`, `client_secret` / `HOOKGATE_CLIENT_ID`, `HOOKGATE_CLIENT_SECRET` | the client commands' credentials | none |
+//! | `metrics_token` / `HOOKGATE_METRICS_TOKEN` | bearer token `GET /metrics` requires       | none (open)      |
 //! | `log` / `HOOKGATE_LOG`                     | tracing filter                            | `info`           |
 //! | `log_format` / `HOOKGATE_LOG_FORMAT`       | `pretty` or `json`                        | `pretty`         |
 
@@ -64,6 +65,7 @@ const ENV_KEYS: &[&str] = &[
     "retention_delivered",
     "retention_dead",
     "purge",
+    "metrics_token",
     "log",
     "log_format",
     "url",
@@ -100,6 +102,7 @@ struct RawSettings {
     retention_delivered: String,
     retention_dead: String,
     purge: bool,
+    metrics_token: Option<String>,
     log: String,
     log_format: String,
     url: Option<String>,
@@ -135,6 +138,7 @@ impl Default for RawSettings {
             retention_delivered: "7d".into(),
             retention_dead: "30d".into(),
             purge: true,
+            metrics_token: None,
             log: "info".into(),
             log_format: "pretty".into(),
             url: None,
@@ -182,6 +186,8 @@ pub struct Settings {
     pub retention_dead: Duration,
     /// Run the background purge on this instance.
     pub purge: bool,
+    /// The bearer token `GET /metrics` requires; `None`: it is open.
+    pub metrics_token: Option<crate::domain::secret::Secret>,
     pub log: String,
     pub log_format: LogFormat,
     /// Where the client commands reach hookgate, and with which credentials.
@@ -311,6 +317,13 @@ impl Settings {
             retention_delivered: parse_retention(&raw.retention_delivered, "retention_delivered")?,
             retention_dead: parse_retention(&raw.retention_dead, "retention_dead")?,
             purge: raw.purge,
+            metrics_token: match raw.metrics_token {
+                Some(token) if token.trim().is_empty() => None,
+                Some(token) if token.len() < 16 => {
+                    return Err(invalid("metrics_token", "must be at least 16 characters"));
+                }
+                token => token.map(crate::domain::secret::Secret::new),
+            },
             log: raw.log,
             log_format,
             url: raw.url,

@@ -6,6 +6,7 @@ pub mod clock;
 pub mod config;
 pub mod delivery;
 pub mod domain;
+pub mod metrics;
 pub mod retention;
 pub mod sources;
 pub mod startup;

@@ -10,6 +10,7 @@ use chrono::{NaiveDateTime, TimeDelta};
 use crate::clock::SharedClock;
 use crate::config::Settings;
 use crate::delivery::{Shutdown, every};
+use crate::metrics::Metrics;
 use crate::store::purge::{self, Cutoffs, Purged};
 use crate::store::{Store, StoreError};
 
@@ -46,6 +47,7 @@ pub struct Purger {
     store: Store,
     clock: SharedClock,
     retention: Retention,
+    metrics: Arc<Metrics>,
 }
 
 impl std::fmt::Debug for Purger {
@@ -55,8 +57,8 @@ impl std::fmt::Debug for Purger {
 }
 
 impl Purger {
-    pub fn new(store: Store, clock: SharedClock, retention: Retention) -> Self {
-        Self { store, clock, retention }
+    pub fn new(store: Store, clock: SharedClock, retention: Retention, metrics: Arc<Metrics>) -> Self {
+        Self { store, clock, retention, metrics }
     }
 
     /// Purges, batch after batch, until nothing past retention is left (or another instance
@@ -70,6 +72,7 @@ impl Purger {
                 break;
             };
             total.add(batch);
+            self.count(batch);
             if !batch.full() {
                 break;
             }
@@ -87,6 +90,16 @@ impl Purger {
             );
         }
         Ok(total)
+    }
+
+    fn count(&self, batch: Purged) {
+        let m = &self.metrics;
+        m.purged("invocations", batch.invocations);
+        m.purged("attempts", batch.attempts);
+        m.purged("events", batch.events);
+        m.purged("schedule_ticks", batch.schedule_ticks);
+        m.purged("idempotency_keys", batch.idempotency_keys);
+        m.purged("tokens", batch.tokens);
     }
 
     /// Runs the purge every minute until `shutdown` turns true.

@@ -64,8 +64,14 @@ impl Application {
         let port = listener.local_addr()?.port();
         let max_body_size = settings.max_body_size;
         let callback_base = settings.callback_base(port);
-        let dispatcher =
-            Arc::new(Dispatcher::new(store.clone(), clock.clone(), &settings, callback_base.clone())?);
+        let metrics = Arc::new(crate::metrics::Metrics::new());
+        let dispatcher = Arc::new(Dispatcher::new(
+            store.clone(),
+            clock.clone(),
+            &settings,
+            callback_base.clone(),
+            metrics.clone(),
+        )?);
         let (stop_workers, stopped) = tokio::sync::watch::channel(false);
         let mut workers = Vec::new();
         let checkpoints = store.clone();
@@ -74,11 +80,12 @@ impl Application {
         if settings.workers > 0 {
             workers.push(actix_web::rt::spawn(dispatcher.clone().run(stopped.clone())));
         }
-        let publisher = Arc::new(Publisher::new(store.clone(), dispatcher.intake()));
+        let publisher = Arc::new(Publisher::new(store.clone(), dispatcher.intake(), metrics.clone()));
         workers.push(actix_web::rt::spawn(publisher.clone().run(stopped.clone())));
         let (watcher, intake, stop) = (store.clone(), dispatcher.intake(), stopped.clone());
         workers.push(actix_web::rt::spawn(async move { watcher.watch(move || intake.wake(), stop).await }));
-        let scheduler = Arc::new(Scheduler::new(store.clone(), clock.clone(), dispatcher.intake()));
+        let scheduler =
+            Arc::new(Scheduler::new(store.clone(), clock.clone(), dispatcher.intake(), metrics.clone()));
         if settings.scheduler {
             workers.push(actix_web::rt::spawn(scheduler.clone().run(stopped.clone())));
         }
@@ -105,7 +112,8 @@ impl Application {
             workers.push(actix_web::rt::spawn(consumers.run(stopped.clone())));
         }
         let retention = crate::retention::Retention::of(&settings);
-        let purger = Arc::new(crate::retention::Purger::new(store.clone(), clock.clone(), retention));
+        let purger =
+            Arc::new(crate::retention::Purger::new(store.clone(), clock.clone(), retention, metrics.clone()));
         if settings.purge {
             workers.push(actix_web::rt::spawn(purger.clone().run(stopped.clone())));
         }
@@ -121,6 +129,7 @@ impl Application {
             public_base: callback_base.clone(),
             tokens: crate::api::TokenCache::default(),
             schemas: crate::domain::schema::Schemas::default(),
+            metrics,
         });
         let server = HttpServer::new(move || {
             App::new()

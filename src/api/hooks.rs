@@ -151,7 +151,7 @@ async fn fire(
         Err(error @ ApiError::Conflict(_)) => return refuse(RejectReason::Disabled, error),
         Err(error) => return Err(error),
     };
-    let draft = match draft_of(state, &trigger, input, &json!({}), "") {
+    let mut draft = match draft_of(state, &trigger, input, &json!({}), "") {
         Ok(draft) => draft,
         Err(error @ ApiError::Unprocessable { .. }) => return refuse(RejectReason::InputSchema, error),
         Err(error) => return Err(error),
@@ -161,6 +161,9 @@ async fn fire(
         key: format!("source:{}:{delivery}", source.id),
         ttl: state.settings.idempotency_ttl,
     });
+    if let Some(trace) = headers.get("traceparent").and_then(crate::domain::trace::TraceParent::parse) {
+        draft.trace = trace;
+    }
     let event_id = draft.event_id.clone();
     let published = state.publisher.publish(vec![draft], key, now).await?;
     let (mut lists, event_id, replayed) = match published {

@@ -12,6 +12,7 @@ mod hooks;
 mod invocations;
 mod kept;
 mod list;
+mod metrics;
 mod oauth;
 mod patch;
 mod publish;
@@ -107,6 +108,8 @@ pub struct AppState {
     pub tokens: token_cache::TokenCache,
     /// Compiled trigger schemas, by trigger id and version.
     pub schemas: crate::domain::schema::Schemas,
+    /// What this instance counts, served at `/metrics`.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// Reads a request body of at most `limit` bytes.
@@ -195,6 +198,7 @@ routes! {
         "/oauth/token" => { POST => oauth::token }
         "/health/live" => { GET => health::live }
         "/health/ready" => { GET => health::ready }
+        "/metrics" => { GET => metrics::scrape }
         "/hooks/v1/{id}" => { POST => hooks::receive, GET => hooks::receive }
         "/hooks/v1/{id}/{token}" => { POST => hooks::receive, GET => hooks::receive }
     }

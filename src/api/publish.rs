@@ -171,7 +171,12 @@ pub async fn start(
         }
         other => vec![parse_body(other)?],
     };
-    let (drafts, content) = check_all(&state, items).await?;
+    let (mut drafts, content) = check_all(&state, items).await?;
+    if let Some(trace) = trace_of(&req) {
+        for draft in &mut drafts {
+            draft.trace = trace;
+        }
+    }
     let key = key.map(|key| IdempotencyKey {
         key,
         request_hash: crate::domain::secret::hash(&format!(
@@ -254,6 +259,12 @@ pub(super) fn draft_of(
 }
 
 /// Checks every event against its trigger: known, enabled, input valid for its schema.
+/// The producer's W3C `traceparent`, when it sent a valid one: its events join that trace.
+fn trace_of(req: &HttpRequest) -> Option<crate::domain::trace::TraceParent> {
+    let header = req.headers().get("traceparent")?.to_str().ok()?;
+    crate::domain::trace::TraceParent::parse(header)
+}
+
 /// Returns the drafts, and each event's `contentJson` as the answer shows it.
 async fn check_all(
     state: &AppState,

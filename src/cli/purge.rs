@@ -37,7 +37,7 @@ pub fn run(
         store.run_blocking(|c| purge::preview(c, cutoffs))?
     } else {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-        runtime.block_on(Purger::new(store, Arc::clone(clock), retention).run_once())?
+        runtime.block_on(Purger::new(store, Arc::clone(clock), retention, Arc::default()).run_once())?
     };
     let mut out = std::io::stdout().lock();
     if json {

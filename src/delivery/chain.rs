@@ -9,6 +9,7 @@ use crate::domain::chain;
 use crate::domain::invocation::{InvocationKind, Next};
 use crate::domain::schema::{Schemas, Side};
 use crate::domain::subscription::ChainTarget;
+use crate::domain::trace::TraceParent;
 use crate::store::events::Draft;
 use crate::store::outcomes::Effect;
 use crate::store::queue::Claimed;
@@ -75,7 +76,9 @@ pub fn deliver(schemas: &Schemas, claimed: &Claimed, target: &Target, chain: &Ch
             ));
         }
         let Value::Object(input) = &value else { unreachable!("inputs are objects") };
-        drafts.push(Draft::new(trigger, input, &content));
+        // The published events continue the trace of the event delivered.
+        let trace = claimed.trace.map_or_else(TraceParent::start, |t| t.child());
+        drafts.push(Draft { trace, ..Draft::new(trigger, input, &content) });
     }
     let event_ids: Vec<&str> = drafts.iter().take(LISTED_IDS).map(|d| d.event_id.as_str()).collect();
     if invocation.kind == InvocationKind::Test {

@@ -22,6 +22,7 @@ use crate::clock::SharedClock;
 use crate::config::Settings;
 use crate::domain::invocation::Attempt;
 use crate::domain::invocation::Next;
+use crate::metrics::Metrics;
 use crate::store::instances;
 use crate::store::outcomes::{Effect, Outcome};
 use crate::store::queue::{self, Claimed};
@@ -48,6 +49,7 @@ const TAKEOVER_EVERY: Duration = Duration::from_millis(500);
 pub struct Dispatcher {
     store: Store,
     clock: SharedClock,
+    metrics: Arc<Metrics>,
     sender: Sender,
     intake: Intake,
     /// The hand-off queue's receiving end, taken by the running pipeline.
@@ -76,6 +78,7 @@ impl Dispatcher {
         clock: SharedClock,
         settings: &Settings,
         callback_base: String,
+        metrics: Arc<Metrics>,
     ) -> anyhow::Result<Self> {
         let owner = format!("{}-{}", std::process::id(), uuid::Uuid::new_v4().simple());
         // Long enough for an attempt at its full timeout and the batch's recording.
@@ -84,7 +87,8 @@ impl Dispatcher {
         let capacity = if settings.workers == 0 { 0 } else { max_in_flight * IN_MEMORY_PER_REQUEST };
         let (intake, queue) = Intake::new(owner, lease, capacity);
         Ok(Self {
-            sender: Sender::new(clock.clone(), settings, callback_base)?,
+            sender: Sender::new(clock.clone(), settings, callback_base, metrics.clone())?,
+            metrics,
             store,
             clock,
             intake,
@@ -98,6 +102,15 @@ impl Dispatcher {
             starved: AtomicBool::new(false),
             last_sweep: Mutex::new(None),
         })
+    }
+
+    fn recorder(&self) -> recorder::Recorder<'_> {
+        recorder::Recorder {
+            store: &self.store,
+            owner: self.intake.owner(),
+            clock: &self.clock,
+            metrics: &self.metrics,
+        }
     }
 
     /// Where publishes hand their invocations over, and wake the claim loop.
@@ -147,7 +160,7 @@ impl Dispatcher {
         });
         let outcomes: Vec<Outcome> = futures_util::future::join_all(deliveries).await;
         let handled = outcomes.len();
-        recorder::record(&self.store, self.intake.owner(), &self.clock, Arc::new(outcomes)).await?;
+        self.recorder().record(Arc::new(outcomes)).await?;
         Ok(handled)
     }
 
@@ -292,7 +305,7 @@ impl Dispatcher {
             let n = batch.len();
             let wakes = batch.iter().any(|f| f.ordered || matches!(f.outcome.effect, Effect::Publish(_)));
             let batch = batch.into_iter().map(|f| f.outcome).collect();
-            recorder::record_until_done(&self.store, self.intake.owner(), &self.clock, batch).await;
+            self.recorder().record_until_done(batch).await;
             self.intake.release(n);
             if self.starved.swap(false, Ordering::AcqRel) || wakes {
                 self.intake.wake();
@@ -372,6 +385,7 @@ impl Dispatcher {
             },
             next: Next::Deferred(now + TimeDelta::from_std(wait).unwrap_or(TimeDelta::seconds(1))),
             effect: Effect::None,
+            refused: false,
         }
     }
 }

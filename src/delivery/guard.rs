@@ -78,6 +78,30 @@ fn is_public(ip: IpAddr) -> bool {
     }
 }
 
+/// A name that resolves only to addresses the guard refuses.
+#[derive(Debug)]
+struct Refused(String);
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} resolves only to addresses deliveries may not reach", self.0)
+    }
+}
+
+impl std::error::Error for Refused {}
+
+/// Whether a request failed because its host resolved only to refused addresses.
+pub fn is_refusal(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(error);
+    while let Some(e) = cause {
+        if e.is::<Refused>() {
+            return true;
+        }
+        cause = e.source();
+    }
+    false
+}
+
 /// A resolver for reqwest that drops every address the guard refuses.
 #[derive(Debug, Clone)]
 pub struct GuardedResolver {
@@ -92,7 +116,7 @@ impl Resolve for GuardedResolver {
             let resolved: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
             let permitted: Vec<SocketAddr> = resolved.into_iter().filter(|a| guard.permits(a.ip())).collect();
             if permitted.is_empty() {
-                return Err(format!("{host} resolves only to addresses deliveries may not reach").into());
+                return Err(Box::new(Refused(host)) as Box<dyn std::error::Error + Send + Sync>);
             }
             let addrs: Addrs = Box::new(permitted.into_iter());
             Ok(addrs)
@@ -138,6 +162,19 @@ mod tests {
         for addr in ["93.184.216.34", "1.1.1.1", "2606:4700::1111"] {
             assert!(guard.permits(ip(addr)), "{addr}");
         }
+    }
+
+    #[actix_rt::test]
+    async fn a_name_resolving_only_to_refused_addresses_is_a_refusal_and_other_failures_are_not() {
+        crate::startup::install_tls_provider();
+        let timeout = Duration::from_secs(2);
+        let guarded = TargetGuard::default().client(timeout, timeout).unwrap();
+        let refused = guarded.get("http://localhost:9/").send().await.unwrap_err();
+        assert!(is_refusal(&refused), "{refused:?}");
+        let open = TargetGuard::new(vec!["127.0.0.0/8".parse().unwrap(), "::1/128".parse().unwrap()]);
+        let failed =
+            open.client(timeout, timeout).unwrap().get("http://localhost:9/").send().await.unwrap_err();
+        assert!(!is_refusal(&failed), "nothing listens on port 9: {failed:?}");
     }
 
     #[test]

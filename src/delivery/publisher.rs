@@ -11,6 +11,7 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use super::Shutdown;
 use super::intake::{Intake, Reservation};
+use crate::metrics::Metrics;
 use crate::store::events::{self, Draft, Offer, Published};
 use crate::store::idempotency::IdempotencyKey;
 use crate::store::queue::Claimed;
@@ -36,6 +37,7 @@ struct Request {
 pub struct Publisher {
     store: Store,
     intake: Intake,
+    metrics: Arc<Metrics>,
     queue: mpsc::UnboundedSender<Request>,
     /// The queue's receiving end, taken by the running loop.
     waiting: Mutex<Option<mpsc::UnboundedReceiver<Request>>>,
@@ -50,9 +52,16 @@ impl std::fmt::Debug for Publisher {
 }
 
 impl Publisher {
-    pub fn new(store: Store, intake: Intake) -> Self {
+    pub fn new(store: Store, intake: Intake, metrics: Arc<Metrics>) -> Self {
         let (queue, waiting) = mpsc::unbounded_channel();
-        Self { store, intake, queue, waiting: Mutex::new(Some(waiting)), subscribers: Arc::default() }
+        Self {
+            store,
+            intake,
+            metrics,
+            queue,
+            waiting: Mutex::new(Some(waiting)),
+            subscribers: Arc::default(),
+        }
     }
 
     /// Stores `drafts` and their invocations, and hands those created in flight to the
@@ -142,6 +151,7 @@ impl Publisher {
         now: NaiveDateTime,
     ) -> Result<Vec<Published>, StoreError> {
         let subscribers = self.subscribers.clone();
+        let written = requests.clone();
         let (published, leased, room) = if requests.iter().any(|(_, key)| key.is_some()) {
             self.write_offered(now, Writing::Transaction, move |c, offer| {
                 events::publish_group(c, &requests, now, offer, &subscribers)
@@ -158,6 +168,13 @@ impl Publisher {
             (lists.into_iter().map(Published::Created).collect(), leased, room)
         };
         self.hand_off(room, leased);
+        for ((drafts, _), one) in written.iter().zip(&published) {
+            if matches!(one, Published::Created(_)) {
+                for draft in drafts {
+                    self.metrics.published(draft.trigger_id.as_str(), 1);
+                }
+            }
+        }
         Ok(published)
     }
 

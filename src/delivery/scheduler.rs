@@ -16,6 +16,7 @@ use crate::clock::SharedClock;
 use crate::domain::event::NewEvent;
 use crate::domain::invocation::{InvocationKind, merge_params};
 use crate::domain::trigger::{Trigger, scheduled_input};
+use crate::metrics::Metrics;
 use crate::store::{Store, StoreError, schedules, subscriptions, triggers};
 
 /// How late a tick may still fire.
@@ -28,6 +29,7 @@ pub struct Scheduler {
     store: Store,
     clock: SharedClock,
     intake: Intake,
+    metrics: Arc<Metrics>,
 }
 
 impl std::fmt::Debug for Scheduler {
@@ -37,8 +39,8 @@ impl std::fmt::Debug for Scheduler {
 }
 
 impl Scheduler {
-    pub fn new(store: Store, clock: SharedClock, intake: Intake) -> Self {
-        Self { store, clock, intake }
+    pub fn new(store: Store, clock: SharedClock, intake: Intake, metrics: Arc<Metrics>) -> Self {
+        Self { store, clock, intake, metrics }
     }
 
     /// Fires every scheduled trigger whose latest tick is due and not yet fired; returns how many
@@ -57,9 +59,11 @@ impl Scheduler {
             .collect();
         let mut fired = 0;
         for (trigger, tick) in due {
+            let id = trigger.id.clone();
             let created = self.store.run(move |c| fire(c, &trigger, tick, now)).await?;
             if let Some(invocations) = created {
                 fired += 1;
+                self.metrics.published(id.as_str(), 1);
                 tracing::info!(tick = %crate::domain::time::iso(tick), invocations, "scheduled trigger fired");
             }
         }

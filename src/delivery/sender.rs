@@ -1,6 +1,7 @@
 //! One attempt: the signed HTTP request to the subscriber, and what its answer means for the
 //! invocation. Holds no database connection.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{NaiveDateTime, TimeDelta};
@@ -20,7 +21,9 @@ use crate::domain::schema::{Schemas, Side};
 use crate::domain::subscription::{
     DispatchMode, HttpAuth, HttpTarget, Subscription, Target as SubscriptionTarget,
 };
+use crate::domain::trace::TraceParent;
 use crate::domain::trigger::Trigger;
+use crate::metrics::Metrics;
 use crate::store::outcomes::{Effect, Outcome};
 use crate::store::queue::Claimed;
 
@@ -44,6 +47,7 @@ pub struct Target {
 
 pub struct Sender {
     clock: SharedClock,
+    metrics: Arc<Metrics>,
     client: reqwest::Client,
     guard: TargetGuard,
     policy: RetryPolicy,
@@ -57,11 +61,17 @@ pub struct Sender {
 }
 
 impl Sender {
-    pub fn new(clock: SharedClock, settings: &Settings, callback_base: String) -> anyhow::Result<Self> {
+    pub fn new(
+        clock: SharedClock,
+        settings: &Settings,
+        callback_base: String,
+        metrics: Arc<Metrics>,
+    ) -> anyhow::Result<Self> {
         let guard = TargetGuard::new(settings.allowed_target_networks.clone());
         let client = guard.client(settings.connect_timeout, settings.delivery_timeout)?;
         Ok(Self {
             clock,
+            metrics,
             client,
             guard,
             policy: RetryPolicy {
@@ -77,8 +87,10 @@ impl Sender {
 
     pub async fn deliver(&self, claimed: &Claimed, target: Option<&Target>) -> Outcome {
         let invocation = &claimed.invocation;
+        let trace = claimed.trace.map_or_else(TraceParent::start, |t| t.child());
         let span = tracing::debug_span!(
             "delivery",
+            trace.id = %trace.trace_id(),
             invocation.id = %invocation.id,
             subscription.id = %invocation.subscription_id,
             invocation.attempt = invocation.attempts,
@@ -94,25 +106,20 @@ impl Sender {
                 response,
                 error,
             };
+            let dead = |reason: String| Outcome {
+                invocation: invocation.id.clone(),
+                attempt: attempt(None, None, Some(reason)),
+                next: Next::Dead,
+                effect: Effect::None,
+                refused: false,
+            };
             let Some(target) = target else {
-                let a = attempt(None, None, Some("the subscription was deleted".into()));
-                return Outcome {
-                    invocation: invocation.id.clone(),
-                    attempt: a,
-                    next: Next::Dead,
-                    effect: Effect::None,
-                };
+                return dead("the subscription was deleted".into());
             };
             let eligibility =
                 Eligibility::of(&target.subscription, invocation.kind, invocation.deliver_when_disabled);
             if let Some(reason) = eligibility.refusal() {
-                let a = attempt(None, None, Some(reason));
-                return Outcome {
-                    invocation: invocation.id.clone(),
-                    attempt: a,
-                    next: Next::Dead,
-                    effect: Effect::None,
-                };
+                return dead(reason);
             }
             let subscription = &target.subscription;
             let http = match &subscription.spec.target {
@@ -126,11 +133,13 @@ impl Sender {
                         attempt: a,
                         next: chained.next,
                         effect: chained.effect,
+                        refused: false,
                     };
                 }
             };
             let trigger = target.request_response.as_ref();
-            let (result, response, error) = self.send(claimed, http, &target.keys, trigger.is_some()).await;
+            let Sent { result, response, error, refused } =
+                self.send(claimed, http, &target.keys, trigger.is_some(), &trace).await;
             if let Some(trigger) = trigger
                 && let Some((next, failure)) = self.answered(
                     trigger,
@@ -149,7 +158,13 @@ impl Sender {
                     a.error = Some(reason);
                 }
                 tracing::debug!(status = ?a.status, next = ?next, "request/response attempt finished");
-                return Outcome { invocation: invocation.id.clone(), attempt: a, next, effect: Effect::None };
+                return Outcome {
+                    invocation: invocation.id.clone(),
+                    attempt: a,
+                    next,
+                    effect: Effect::None,
+                    refused,
+                };
             }
             let response = response.map(|r| truncate(r, MAX_RESPONSE_BYTES));
             let a = attempt(
@@ -162,7 +177,7 @@ impl Sender {
             );
             let (next, effect) = self.next_after(invocation, &result, started_at);
             tracing::debug!(status = ?a.status, next = ?next, "attempt finished");
-            Outcome { invocation: invocation.id.clone(), attempt: a, next, effect }
+            Outcome { invocation: invocation.id.clone(), attempt: a, next, effect, refused }
         }
         .instrument(span)
         .await
@@ -256,18 +271,36 @@ impl Sender {
         format!("{open}{separator}\"_metadata\":{metadata}}}")
     }
 
-    /// Makes the HTTP request; returns what came back, the body read (up to the body limit for a
-    /// `REQUEST_RESPONSE` answer, else the kept size), and an error text.
+    /// Makes the HTTP request and reads the answer, timing it.
     async fn send(
         &self,
         claimed: &Claimed,
         target: &HttpTarget,
         keys: &[SigningKey],
         request_response: bool,
-    ) -> (AttemptResult, Option<String>, Option<String>) {
+        trace: &TraceParent,
+    ) -> Sent {
         if let Some(error) = self.guard.refuses(&target.url) {
-            return (AttemptResult::Failed { timed_out: false }, None, Some(error));
+            return Sent::refused(error);
         }
+        let started = Instant::now();
+        let sent = self.request(claimed, target, keys, request_response, trace).await;
+        if !sent.refused {
+            self.metrics.request_took(started.elapsed());
+        }
+        sent
+    }
+
+    /// The request itself: what came back, the body read (up to the body limit for a
+    /// `REQUEST_RESPONSE` answer, else the kept size), and an error text.
+    async fn request(
+        &self,
+        claimed: &Claimed,
+        target: &HttpTarget,
+        keys: &[SigningKey],
+        request_response: bool,
+        trace: &TraceParent,
+    ) -> Sent {
         let invocation = &claimed.invocation;
         let id = invocation.id.as_str();
         let timestamp = self.clock.now().and_utc().timestamp();
@@ -282,6 +315,7 @@ impl Sender {
             .header("webhook-signature", signature_header(keys, id, timestamp, body))
             .header("hookgate-trigger", invocation.trigger_id.as_str())
             .header("hookgate-attempt", invocation.attempts.to_string())
+            .header("traceparent", trace.to_string())
             .body(payload.clone());
         let limit = if request_response {
             request = request.timeout(self.response_timeout);
@@ -296,8 +330,10 @@ impl Sender {
         };
         let mut response = match request.send().await {
             Ok(r) => r,
+            Err(e) if super::guard::is_refusal(&e) => return Sent::refused(error_chain(&e)),
             Err(e) => {
-                return (AttemptResult::Failed { timed_out: e.is_timeout() }, None, Some(error_chain(&e)));
+                let result = AttemptResult::Failed { timed_out: e.is_timeout() };
+                return Sent { result, response: None, error: Some(error_chain(&e)), refused: false };
             }
         };
         let code = response.status().as_u16();
@@ -327,7 +363,27 @@ impl Sender {
         }
         // Kept as text in the database, which cannot hold NUL: those become U+FFFD.
         let text = (!kept.is_empty()).then(|| String::from_utf8_lossy(&kept).replace('\0', "\u{FFFD}"));
-        (AttemptResult::Status { code, retry_after }, text, error)
+        Sent { result: AttemptResult::Status { code, retry_after }, response: text, error, refused: false }
+    }
+}
+
+/// What an attempt's request came to.
+struct Sent {
+    result: AttemptResult,
+    response: Option<String>,
+    error: Option<String>,
+    /// The SSRF guard stopped it: nothing was sent.
+    refused: bool,
+}
+
+impl Sent {
+    fn refused(error: String) -> Self {
+        Self {
+            result: AttemptResult::Failed { timed_out: false },
+            response: None,
+            error: Some(error),
+            refused: true,
+        }
     }
 }
 

@@ -69,6 +69,8 @@ pub struct NewEvent {
     pub held: Vec<(SubscriptionId, String)>,
     /// How many chained deliveries led to it: 0 unless a chained trigger published it.
     pub depth: i32,
+    /// The trace it belongs to ([`crate::domain::trace`]).
+    pub trace: super::trace::TraceParent,
 }
 
 impl NewEvent {
@@ -92,6 +94,7 @@ impl NewEvent {
             subscriptions: Vec::new(),
             held: Vec::new(),
             depth: 0,
+            trace: super::trace::TraceParent::start(),
         };
         for subscription in subscribers {
             if subscription.spec.filter.as_ref().is_some_and(|f| !f.matches(payload)) {

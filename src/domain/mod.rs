@@ -15,4 +15,5 @@ pub mod secret;
 pub mod source;
 pub mod subscription;
 pub mod time;
+pub mod trace;
 pub mod trigger;

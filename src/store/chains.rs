@@ -75,7 +75,7 @@ pub(super) fn count_targeting(conn: &mut AnyConnection, trigger: &TriggerId) -> 
 }
 
 /// Publishes the events of the chained deliveries among `outcomes` whose lease `owner` still
-/// holds, and returns the outcomes left to record. An event already `MAX_DEPTH` links down a
+/// holds, adding their triggers to `published`, and returns the outcomes left to record. An event already `MAX_DEPTH` links down a
 /// chain publishes nothing: its invocation is dead, with the reason. Call it in the write
 /// transaction that records the outcomes.
 pub(super) fn settle(
@@ -83,6 +83,7 @@ pub(super) fn settle(
     owner: &str,
     outcomes: &[Outcome],
     now: NaiveDateTime,
+    published: &mut Vec<String>,
 ) -> Result<Vec<Outcome>, StoreError> {
     let mut settled = Vec::with_capacity(outcomes.len());
     for outcome in outcomes {
@@ -103,6 +104,7 @@ pub(super) fn settle(
                 let drafts: Vec<_> =
                     drafts.iter().map(|d| publish::Draft { depth: depth + 1, ..d.clone() }).collect();
                 publish::publish_chained(conn, &drafts, now)?;
+                published.extend(drafts.iter().map(|d| d.trigger_id.to_string()));
             }
         }
         settled.push(outcome);

@@ -18,6 +18,7 @@ use super::{AnyConnection, StoreError, write_transaction};
 use crate::domain::event::{NewEvent, Recipient};
 use crate::domain::ids::TriggerId;
 use crate::domain::invocation::{Invocation, InvocationKind, InvocationState};
+use crate::domain::trace::TraceParent;
 use diesel::prelude::*;
 
 /// An event checked against its trigger, ready to publish.
@@ -32,6 +33,8 @@ pub struct Draft {
     pub payload: Value,
     /// How many chained deliveries led to it ([`crate::domain::chain`]).
     pub depth: i32,
+    /// The trace it belongs to: the producer's, else a new one.
+    pub trace: TraceParent,
 }
 
 impl Draft {
@@ -48,6 +51,7 @@ impl Draft {
             content_json: content_json.to_string(),
             payload: Value::Object(crate::domain::invocation::merge_params(&trigger.params, input)),
             depth: 0,
+            trace: TraceParent::start(),
         }
     }
 }
@@ -221,6 +225,7 @@ fn create(
             .map(|draft| NewEvent {
                 id: draft.event_id.clone(),
                 depth: draft.depth,
+                trace: draft.trace,
                 ..NewEvent::new(
                     InvocationKind::RealTime,
                     &draft.trigger_id,
@@ -272,6 +277,7 @@ struct EventRow<'a> {
     payload: &'a str,
     created: NaiveDateTime,
     depth: i32,
+    traceparent: String,
 }
 
 /// Stores events and their invocations, atomically (one statement on PostgreSQL, else in the
@@ -325,6 +331,7 @@ fn store_events(
             payload: &event.payload,
             created: now,
             depth: event.depth,
+            traceparent: event.trace.to_string(),
         });
     }
     match conn {
@@ -354,7 +361,11 @@ fn store_events(
         for (event, range) in new_events.iter().zip(&per_event) {
             let payload: Arc<str> = Arc::from(event.payload.as_str());
             for invocation in created[range.clone()].iter().filter(|i| i.state == InvocationState::InFlight) {
-                leased.push(Claimed { invocation: invocation.clone(), payload: payload.clone() });
+                leased.push(Claimed {
+                    invocation: invocation.clone(),
+                    payload: payload.clone(),
+                    trace: Some(event.trace),
+                });
             }
         }
     }
@@ -404,6 +415,7 @@ fn insert_pg(
             columns.content_json.push(e.content_json);
             columns.payload.push(e.payload);
             columns.depth.push(e.depth);
+            columns.traceparent.push(&e.traceparent);
         }
         if pg_batch::insert_new(pg, now, revision, &columns, rows)? { Ok(()) } else { Err(StoreError::Moved) }
     };

@@ -5,6 +5,7 @@ pub mod clients;
 mod connection;
 mod error;
 pub mod events;
+pub mod gauges;
 pub mod idempotency;
 pub mod instances;
 pub mod invocations;
@@ -41,6 +42,16 @@ pub struct Store {
     writer: Option<writer::Writer>,
     /// The changes to cached data this instance knows of ([`revisions`]).
     known: std::sync::Arc<revisions::Known>,
+    /// Callers waiting for a pooled connection.
+    waiting: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// The pool as the metrics show it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolStatus {
+    pub connections: u32,
+    pub idle: u32,
+    pub waiting: usize,
 }
 
 impl std::fmt::Debug for Store {
@@ -53,11 +64,28 @@ impl Store {
     /// Opens a pool of up to `max_connections` on `url` (a SQLite path or `postgres://...`).
     pub fn open(url: &str, max_connections: u32, timeout: Duration) -> Result<Self, StoreError> {
         let (pool, backend) = connection::open_pool(url, max_connections, timeout)?;
-        Ok(Self { pool, backend, url: url.to_owned(), writer: None, known: std::sync::Arc::default() })
+        Ok(Self {
+            pool,
+            backend,
+            url: url.to_owned(),
+            writer: None,
+            known: std::sync::Arc::default(),
+            waiting: std::sync::Arc::default(),
+        })
     }
 
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// Open and idle pooled connections, and how many callers wait for one.
+    pub fn pool_status(&self) -> PoolStatus {
+        let state = self.pool.state();
+        PoolStatus {
+            connections: state.connections,
+            idle: state.idle_connections,
+            waiting: self.waiting.load(std::sync::atomic::Ordering::Relaxed),
+        }
     }
 
     /// How many changes to data of `kind` this instance knows of: what it cached under an older
@@ -119,7 +147,11 @@ impl Store {
         &self,
         f: impl FnOnce(&mut AnyConnection) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let mut pooled = self.pool.get().map_err(StoreError::PoolTimeout)?;
+        use std::sync::atomic::Ordering;
+        self.waiting.fetch_add(1, Ordering::Relaxed);
+        let pooled = self.pool.get();
+        self.waiting.fetch_sub(1, Ordering::Relaxed);
+        let mut pooled = pooled.map_err(StoreError::PoolTimeout)?;
         let result = f(&mut pooled.conn);
         self.known.note_touched();
         if let Err(e) = &result

@@ -26,6 +26,37 @@ pub struct Outcome {
     pub attempt: Attempt,
     pub next: Next,
     pub effect: Effect,
+    /// Stopped by the SSRF guard: no request was made.
+    pub refused: bool,
+}
+
+/// What a recorded batch settled, as the metrics count it.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Recorded {
+    /// Attempts that reached the subscriber and were taken.
+    pub delivered: u64,
+    /// Failed attempts whose invocation will be tried again.
+    pub retried: u64,
+    /// Failed attempts that left their invocation a dead letter.
+    pub dead: u64,
+    /// Attempts the SSRF guard stopped.
+    pub refused: u64,
+    /// The trigger of each event chained deliveries published.
+    pub published: Vec<String>,
+}
+
+impl Recorded {
+    fn count(&mut self, outcomes: &[Outcome]) {
+        for outcome in outcomes {
+            match outcome.next {
+                _ if outcome.refused => self.refused += 1,
+                Next::Delivered | Next::Answered(_) | Next::Awaiting(_) => self.delivered += 1,
+                Next::RetryAt(_) => self.retried += 1,
+                Next::Dead => self.dead += 1,
+                Next::Deferred(_) => {}
+            }
+        }
+    }
 }
 
 /// What recording an outcome does besides settling its invocation, in the same transaction.
@@ -191,14 +222,19 @@ pub fn record(
     owner: &str,
     outcomes: &[Outcome],
     now: NaiveDateTime,
-) -> Result<(), StoreError> {
+) -> Result<Recorded, StoreError> {
+    let mut recorded = Recorded::default();
     if outcomes.iter().any(|o| matches!(o.effect, Effect::Publish(_))) {
         return write_transaction(conn, |conn| {
-            let settled = super::chains::settle(conn, owner, outcomes, now)?;
-            record_settled(conn, owner, &settled, now)
+            let settled = super::chains::settle(conn, owner, outcomes, now, &mut recorded.published)?;
+            record_settled(conn, owner, &settled, now)?;
+            recorded.count(&settled);
+            Ok(recorded)
         });
     }
-    record_settled(conn, owner, outcomes, now)
+    record_settled(conn, owner, outcomes, now)?;
+    recorded.count(outcomes);
+    Ok(recorded)
 }
 
 /// [`record`] for outcomes that publish nothing.

@@ -33,6 +33,7 @@ pub(super) struct EventColumns<'a> {
     pub content_json: Vec<&'a str>,
     pub payload: Vec<&'a str>,
     pub depth: Vec<i32>,
+    pub traceparent: Vec<&'a str>,
 }
 
 /// New invocations, one array per column that differs between them.
@@ -93,13 +94,13 @@ impl QueryFragment<Pg> for InsertNew<'_> {
             &i.dead_reason => Array<Nullable<Text>>);
         out.push_sql(
             ") AS v WHERE EXISTS (SELECT 1 FROM unchanged)) INSERT INTO events (id, trigger_id, kind, input, \
-             content_json, payload, depth, created) SELECT e.*, ",
+             content_json, payload, depth, traceparent, created) SELECT e.*, ",
         );
         out.push_bind_param::<Timestamp, _>(&self.now)?;
         out.push_sql(" FROM unnest(");
         push_binds!(out; &e.id => Array<Text>, &e.trigger_id => Array<Text>, &e.kind => Array<Text>,
             &e.input => Array<Text>, &e.content_json => Array<Text>, &e.payload => Array<Text>,
-            &e.depth => Array<Integer>);
+            &e.depth => Array<Integer>, &e.traceparent => Array<Text>);
         out.push_sql(") AS e WHERE EXISTS (SELECT 1 FROM unchanged)");
         Ok(())
     }

@@ -16,12 +16,15 @@ use super::invocations::InvocationRow;
 use super::schema::{events, invocations};
 use super::{AnyConnection, StoreError, write_transaction};
 use crate::domain::invocation::{DEADLINE_PASSED, DeadReason, Invocation, InvocationState};
+use crate::domain::trace::TraceParent;
 
 /// An invocation this instance holds under its lease, with the bytes to deliver.
 #[derive(Debug, Clone)]
 pub struct Claimed {
     pub invocation: Invocation,
     pub payload: Arc<str>,
+    /// The trace of its event (`None` for events stored before traces were kept).
+    pub trace: Option<TraceParent>,
 }
 
 const CLAIM_EXPIRED_SQLITE: &str = "UPDATE invocations SET state = 'IN_FLIGHT', lease_owner = ?, \
@@ -101,19 +104,21 @@ pub fn claim(
     event_ids.dedup();
     let mut payloads = std::collections::HashMap::with_capacity(event_ids.len());
     for chunk in event_ids.chunks(500) {
-        let found: Vec<(String, String)> = events::table
+        let found: Vec<(String, String, Option<String>)> = events::table
             .filter(events::id.eq_any(chunk))
-            .select((events::id, events::payload))
+            .select((events::id, events::payload, events::traceparent))
             .load(conn)?;
-        payloads.extend(found.into_iter().map(|(id, payload)| (id, Arc::<str>::from(payload))));
+        payloads.extend(found.into_iter().map(|(id, payload, trace)| {
+            (id, (Arc::<str>::from(payload), trace.as_deref().and_then(TraceParent::parse)))
+        }));
     }
     rows.into_iter()
         .map(|row| {
-            let payload = payloads
+            let (payload, trace) = payloads
                 .get(&row.event_id)
                 .cloned()
                 .ok_or_else(|| StoreError::Corrupt(format!("invocation {} has no event", row.id)))?;
-            Ok(Claimed { invocation: row.into_domain()?, payload })
+            Ok(Claimed { invocation: row.into_domain()?, payload, trace })
         })
         .collect()
 }

@@ -95,6 +95,7 @@ diesel::table! {
         payload -> Text,
         created -> Timestamp,
         depth -> Integer,
+        traceparent -> Nullable<Text>,
     }
 }
 

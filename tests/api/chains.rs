@@ -259,6 +259,7 @@ async fn a_chained_delivery_publishes_only_while_its_lease_is_held() {
         attempt: Attempt { attempt, started: now, duration_ms: 0, status: None, response: None, error: None },
         next: Next::Delivered,
         effect: Effect::Publish(vec![Draft::new(&target, &serde_json::Map::new(), &json!({}))]),
+        refused: false,
     };
     let late = outcome(1);
     app.store.run_blocking(move |c| outcomes::record(c, "worker-a", &[late], now)).unwrap();
