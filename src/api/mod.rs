@@ -6,6 +6,7 @@
 mod auth;
 mod complete;
 mod dead_letters;
+mod erasure;
 pub mod error;
 mod health;
 mod hooks;
@@ -217,7 +218,7 @@ routes! {
         ("trigger-invocations", "/start") => { POST => publish::start }
         ("trigger-invocations", "/test") => { POST => invocations::test }
         ("trigger-invocations", "/status") => { GET => invocations::status }
-        ("trigger-invocations", "") => { GET => invocations::list }
+        ("trigger-invocations", "") => { GET => invocations::list, DELETE => erasure::erase }
         ("trigger-invocations", "/{id}") => { GET => invocations::get }
         ("trigger-invocations", "/{id}/replay") => { POST => replay::replay }
         ("trigger-invocations", "/{id}/complete") => { POST => complete::complete }

@@ -177,7 +177,7 @@ fn remove_invocations(
 }
 
 /// Deletes those of `event_ids` that no invocation references.
-fn remove_unreferenced(conn: &mut AnyConnection, event_ids: &[&str]) -> Result<u64, StoreError> {
+pub(super) fn remove_unreferenced(conn: &mut AnyConnection, event_ids: &[&str]) -> Result<u64, StoreError> {
     if event_ids.is_empty() {
         return Ok(0);
     }

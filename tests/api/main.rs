@@ -9,6 +9,7 @@ mod cli;
 mod cli_remote;
 mod delivery;
 mod engine;
+mod erasure;
 mod errors;
 mod helpers;
 mod hooks;

@@ -17,7 +17,7 @@ struct Count {
 }
 
 /// Rows in `table`, read from the database itself.
-fn rows(app: &TestApp, table: &'static str) -> i64 {
+pub fn rows(app: &TestApp, table: &'static str) -> i64 {
     app.store
         .run_blocking(move |c| {
             Ok(diesel::sql_query(format!("SELECT COUNT(*) AS n FROM {table}")).get_result::<Count>(c)?.n)
