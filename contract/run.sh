@@ -29,6 +29,8 @@ fi
 
 export HOOKGATE_DATABASE_URL="${1:-$work/hookgate.db}"
 export HOOKGATE_LOG=warn
+# A fresh database: a new key seals its secrets (PostgreSQL needs one; SQLite would make its own).
+export HOOKGATE_ENCRYPTION_KEY="${HOOKGATE_ENCRYPTION_KEY:-$("$bin" keys generate)}"
 "$bin" migrate >/dev/null
 creds=$("$bin" client create --name contract --scope sp:scopes:all --json)
 export HOOKGATE_CLIENT_ID=$(echo "$creds" | python3 -c 'import json,sys; print(json.load(sys.stdin)["clientId"])')

@@ -27,6 +27,8 @@
 //! | `idempotency_ttl` / `HOOKGATE_IDEMPOTENCY_TTL` | how long an `Idempotency-Key` is remembered | `24h`       |
 //! | `url` / `HOOKGATE_URL`                     | where the client commands reach hookgate  | `http://127.0.0.1:8080` |
 //! | `client_id`, `client_secret` / `HOOKGATE_CLIENT_ID`, `HOOKGATE_CLIENT_SECRET` | the client commands' credentials | none |
+//! | `encryption_key` / `HOOKGATE_ENCRYPTION_KEY` | base64 of 32 random bytes sealing secrets at rest; several (comma-separated): the first seals, all open | SQLite: a key file beside the database |
+//! | `encryption_key_file` / `HOOKGATE_ENCRYPTION_KEY_FILE` | a file holding such keys              | none             |
 //! | `metrics_token` / `HOOKGATE_METRICS_TOKEN` | bearer token `GET /metrics` requires       | none (open)      |
 //! | `log` / `HOOKGATE_LOG`                     | tracing filter                            | `info`           |
 //! | `log_format` / `HOOKGATE_LOG_FORMAT`       | `pretty` or `json`                        | `pretty`         |
@@ -66,6 +68,8 @@ const ENV_KEYS: &[&str] = &[
     "retention_dead",
     "purge",
     "metrics_token",
+    "encryption_key",
+    "encryption_key_file",
     "log",
     "log_format",
     "url",
@@ -103,6 +107,8 @@ struct RawSettings {
     retention_dead: String,
     purge: bool,
     metrics_token: Option<String>,
+    encryption_key: Option<String>,
+    encryption_key_file: Option<String>,
     log: String,
     log_format: String,
     url: Option<String>,
@@ -139,6 +145,8 @@ impl Default for RawSettings {
             retention_dead: "30d".into(),
             purge: true,
             metrics_token: None,
+            encryption_key: None,
+            encryption_key_file: None,
             log: "info".into(),
             log_format: "pretty".into(),
             url: None,
@@ -146,6 +154,17 @@ impl Default for RawSettings {
             client_secret: None,
         }
     }
+}
+
+/// Where the encryption keys come from.
+#[derive(Debug, Clone)]
+pub enum KeySource {
+    /// The keys themselves (`HOOKGATE_ENCRYPTION_KEY`).
+    Keys(crate::domain::secret::Secret),
+    /// A file holding them (`HOOKGATE_ENCRYPTION_KEY_FILE`).
+    File(PathBuf),
+    /// Neither: a SQLite database keeps a generated key file beside it; PostgreSQL refuses.
+    Default,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -188,6 +207,8 @@ pub struct Settings {
     pub purge: bool,
     /// The bearer token `GET /metrics` requires; `None`: it is open.
     pub metrics_token: Option<crate::domain::secret::Secret>,
+    /// Where the keys sealing secrets at rest come from ([`crate::keys`]).
+    pub encryption: KeySource,
     pub log: String,
     pub log_format: LogFormat,
     /// Where the client commands reach hookgate, and with which credentials.
@@ -317,13 +338,8 @@ impl Settings {
             retention_delivered: parse_retention(&raw.retention_delivered, "retention_delivered")?,
             retention_dead: parse_retention(&raw.retention_dead, "retention_dead")?,
             purge: raw.purge,
-            metrics_token: match raw.metrics_token {
-                Some(token) if token.trim().is_empty() => None,
-                Some(token) if token.len() < 16 => {
-                    return Err(invalid("metrics_token", "must be at least 16 characters"));
-                }
-                token => token.map(crate::domain::secret::Secret::new),
-            },
+            metrics_token: metrics_token(raw.metrics_token)?,
+            encryption: key_source(raw.encryption_key, raw.encryption_key_file)?,
             log: raw.log,
             log_format,
             url: raw.url,
@@ -358,11 +374,38 @@ impl Settings {
         settings.purge = false;
         settings.delivery_timeout = Duration::from_secs(2);
         settings.allowed_target_networks = vec![ipnet::IpNet::from(std::net::IpAddr::from([127, 0, 0, 1]))];
+        settings.encryption = KeySource::Keys(crate::domain::secret::Secret::new(TEST_KEY));
         settings
     }
 }
 
 pub use crate::domain::duration::parse_duration;
+
+/// The encryption key of [`Settings::for_tests`]: every application in a test process seals with
+/// it, and commands the tests run are given it too.
+pub const TEST_KEY: &str = "dGVzdC1rZXktMDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY=";
+
+fn metrics_token(token: Option<String>) -> Result<Option<crate::domain::secret::Secret>, ConfigError> {
+    match token {
+        Some(token) if token.trim().is_empty() => Ok(None),
+        Some(token) if token.len() < 16 => Err(invalid("metrics_token", "must be at least 16 characters")),
+        token => Ok(token.map(crate::domain::secret::Secret::new)),
+    }
+}
+
+fn key_source(key: Option<String>, file: Option<String>) -> Result<KeySource, ConfigError> {
+    match (key, file) {
+        (Some(_), Some(_)) => {
+            Err(invalid("encryption_key", "set encryption_key or encryption_key_file, not both"))
+        }
+        (Some(text), None) => {
+            crate::domain::keyring::Keyring::parse(&text).map_err(|m| invalid("encryption_key", m))?;
+            Ok(KeySource::Keys(crate::domain::secret::Secret::new(text)))
+        }
+        (None, Some(path)) => Ok(KeySource::File(PathBuf::from(path))),
+        (None, None) => Ok(KeySource::Default),
+    }
+}
 
 /// A retention: at least a minute, so nothing is purged while it may still change.
 fn parse_retention(text: &str, key: &'static str) -> Result<Duration, ConfigError> {

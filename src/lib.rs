@@ -6,7 +6,10 @@ pub mod clock;
 pub mod config;
 pub mod delivery;
 pub mod domain;
+pub mod keys;
 pub mod metrics;
+#[cfg(test)]
+mod properties;
 pub mod retention;
 pub mod sources;
 pub mod startup;

@@ -43,6 +43,7 @@ pub fn open_store(settings: &Settings, clock: &SharedClock) -> anyhow::Result<St
     if applied > 0 {
         tracing::info!(migrations = applied, backend = store.backend().name(), "database migrated");
     }
+    crate::keys::install(settings, &store)?;
     let catalog = default_catalog().context("loading the default trigger catalog")?;
     let now = clock.now();
     let seeded = store

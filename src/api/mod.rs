@@ -15,7 +15,7 @@ mod kept;
 mod list;
 mod metrics;
 mod oauth;
-mod patch;
+pub(crate) mod patch;
 mod publish;
 mod replay;
 mod sources;

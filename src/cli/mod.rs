@@ -69,6 +69,10 @@ enum Command {
     /// List and replay dead letters (over the HTTP API).
     #[command(subcommand, name = "dead-letter")]
     DeadLetter(invocations::DeadLetterCommand),
+    /// Generate encryption keys and rotate the one sealing secrets at rest (works directly on the
+    /// database).
+    #[command(subcommand)]
+    Keys(crate::keys::KeysCommand),
     /// Measure end-to-end throughput and latency on a fresh database (prints JSON).
     Bench(bench::BenchArgs),
 }
@@ -98,6 +102,13 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Client(command) => {
             let store = open_store(&settings, &clock)?;
             client::run(command, &store, &clock, cli.connection.json)
+        }
+        Command::Keys(command @ crate::keys::KeysCommand::Generate) => {
+            crate::keys::run(command, &settings, None, cli.connection.json)
+        }
+        Command::Keys(command) => {
+            let store = open_store(&settings, &clock)?;
+            crate::keys::run(command, &settings, Some(&store), cli.connection.json)
         }
         Command::Purge(args) => {
             let store = open_store(&settings, &clock)?;
@@ -134,6 +145,7 @@ fn remote(settings: &Settings, connection: &remote::Connection, command: Command
             | Command::Migrate
             | Command::Client(_)
             | Command::Purge(_)
+            | Command::Keys(_)
             | Command::Bench(_) => Ok(()),
         }
     })

@@ -7,6 +7,7 @@ pub mod event;
 pub mod filter;
 pub mod ids;
 pub mod invocation;
+pub mod keyring;
 pub mod query;
 pub mod schedule;
 pub mod schema;

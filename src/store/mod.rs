@@ -3,6 +3,7 @@
 mod chains;
 pub mod clients;
 mod connection;
+pub mod crypto;
 pub mod erasure;
 mod error;
 pub mod events;

@@ -11,8 +11,8 @@
 //! - schedule ticks before the delivered cutoff (a tick older than a minute never fires again),
 //!   expired idempotency keys and expired tokens.
 //!
-//! On PostgreSQL a batch first takes a transaction-level advisory lock, without waiting: while
-//! one instance purges, the others skip their turn.
+//! On PostgreSQL a batch first takes a transaction-level advisory lock for its schema, without
+//! waiting: while one instance purges, the others skip their turn.
 
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
@@ -25,8 +25,9 @@ use super::{AnyConnection, StoreError, write_transaction};
 /// The most rows of each kind one batch removes.
 pub const BATCH: i64 = 500;
 
-/// The advisory lock key held by the purging instance (PostgreSQL).
-const PURGE_LOCK: i64 = 0x686f_6f6b_7075_7267;
+/// The advisory lock held by the purging instance (PostgreSQL): this key and the hash of the
+/// schema, so that deployments in other schemas of the database purge on their own.
+const PURGE_LOCK: i32 = 0x6870_7267;
 
 /// The `meta` key of the last event id the orphan walk has passed.
 const EVENTS_WALKED: &str = "purge_events_walked";
@@ -122,8 +123,10 @@ struct Locked {
 pub fn batch(conn: &mut AnyConnection, cutoffs: Cutoffs) -> Result<Option<Purged>, StoreError> {
     write_transaction(conn, |conn| {
         if let AnyConnection::Postgresql(pg) = conn {
-            let lock = diesel::sql_query(format!("SELECT pg_try_advisory_xact_lock({PURGE_LOCK}) AS locked"))
-                .get_result::<Locked>(pg)?;
+            let lock = diesel::sql_query(format!(
+                "SELECT pg_try_advisory_xact_lock({PURGE_LOCK}, hashtext(current_schema())) AS locked"
+            ))
+            .get_result::<Locked>(pg)?;
             if !lock.locked {
                 return Ok(None);
             }

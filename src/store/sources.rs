@@ -3,6 +3,7 @@
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
+use super::crypto;
 use super::revisions::{self, Cached};
 use super::schema::{source_rejections, sources, triggers};
 use super::{AnyConnection, StoreError, json_column, write_transaction};
@@ -40,6 +41,10 @@ pub(super) struct SourceRow {
     state: Option<String>,
 }
 
+/// The sealed columns ([`crypto`]).
+const CONFIG: &str = "sources.config";
+const HOOK_TOKEN: &str = "sources.hook_token";
+
 fn corrupt(column: &str, e: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(format!("sources.{column}: {e}"))
 }
@@ -51,8 +56,17 @@ impl SourceRow {
         token: Option<&Secret>,
         created: NaiveDateTime,
         updated: NaiveDateTime,
-    ) -> Self {
-        Self {
+    ) -> Result<Self, StoreError> {
+        let config = match spec.kind {
+            SourceType::HttpPoll => serde_json::to_string(&spec.poll),
+            SourceType::Monitor => serde_json::to_string(&spec.monitor),
+            SourceType::RedisStream => serde_json::to_string(&spec.redis_stream),
+            SourceType::Nats => serde_json::to_string(&spec.nats),
+            SourceType::Amqp => serde_json::to_string(&spec.amqp),
+            SourceType::Webhook => serde_json::to_string(&spec.webhook),
+        }
+        .unwrap_or_default();
+        Ok(Self {
             id: id.to_string(),
             name: spec.name.clone(),
             kind: spec.kind.as_str().to_owned(),
@@ -60,16 +74,10 @@ impl SourceRow {
             enabled: spec.enabled,
             input_path: spec.input_path.as_ref().map(|f| f.as_str().to_owned()),
             routes: spec.routes.as_ref().map(|r| serde_json::to_string(r.doc()).unwrap_or_default()),
-            config: match spec.kind {
-                SourceType::HttpPoll => serde_json::to_string(&spec.poll),
-                SourceType::Monitor => serde_json::to_string(&spec.monitor),
-                SourceType::RedisStream => serde_json::to_string(&spec.redis_stream),
-                SourceType::Nats => serde_json::to_string(&spec.nats),
-                SourceType::Amqp => serde_json::to_string(&spec.amqp),
-                SourceType::Webhook => serde_json::to_string(&spec.webhook),
-            }
-            .unwrap_or_default(),
-            hook_token: token.map(|t| t.expose().to_owned()),
+            // The configuration holds the source's secrets (signing secrets, headers, broker
+            // passwords): it is sealed whole.
+            config: crypto::seal(CONFIG, id.as_str(), &config)?,
+            hook_token: token.map(|t| crypto::seal(HOOK_TOKEN, id.as_str(), t.expose())).transpose()?,
             received: 0,
             fired: 0,
             rejected: 0,
@@ -79,12 +87,13 @@ impl SourceRow {
             updated,
             next_poll_at: None,
             state: None,
-        }
+        })
     }
 
     pub(super) fn into_domain(self) -> Result<Source, StoreError> {
         let kind = SourceType::parse(&self.kind).ok_or_else(|| corrupt("type", &self.kind))?;
-        let config = |of: SourceType| if kind == of { Some(self.config.as_str()) } else { None };
+        let opened = crypto::open(CONFIG, &self.id, &self.config)?;
+        let config = |of: SourceType| if kind == of { Some(opened.as_str()) } else { None };
         let spec = SourceSpec {
             kind,
             trigger_id: self.trigger_id.parse().map_err(|e| corrupt("trigger_id", e))?,
@@ -126,7 +135,11 @@ impl SourceRow {
         Ok(Source {
             id: self.id.parse().map_err(|e| corrupt("id", e))?,
             spec,
-            hook_token: self.hook_token.map(Secret::new),
+            hook_token: self
+                .hook_token
+                .as_deref()
+                .map(|t| crypto::open(HOOK_TOKEN, &self.id, t).map(Secret::new))
+                .transpose()?,
             status: SourceStatus {
                 received: self.received,
                 fired: self.fired,
@@ -184,7 +197,7 @@ pub fn insert(
 ) -> Result<Source, StoreError> {
     write_transaction(conn, |conn| {
         check_triggers(conn, spec)?;
-        let row = SourceRow::new(id, spec, token, now, now);
+        let row = SourceRow::new(id, spec, token, now, now)?;
         diesel::insert_into(sources::table).values(&row).execute(conn)?;
         revisions::changed(conn, Cached::Sources)?;
         row.into_domain()
@@ -211,7 +224,7 @@ pub fn update(
         let current = get(conn, id)?;
         let (spec, token) = change(&current)?;
         check_triggers(conn, &spec)?;
-        let row = SourceRow::new(id, &spec, token.as_ref(), current.created, now);
+        let row = SourceRow::new(id, &spec, token.as_ref(), current.created, now)?;
         diesel::update(sources::table.find(id.as_str()))
             .set((
                 sources::name.eq(&row.name),

@@ -3,6 +3,7 @@
 use chrono::{NaiveDateTime, TimeDelta};
 use diesel::prelude::*;
 
+use super::crypto;
 use super::revisions::{self, Cached};
 use super::schema::{subscription_secrets, subscriptions, triggers};
 use super::{AnyConnection, StoreError, write_transaction};
@@ -14,6 +15,11 @@ use crate::domain::subscription::{
     ChainTarget, DispatchMode, HttpAuth, HttpTarget, Ordering, Subscription, SubscriptionSpec, Target,
 };
 use crate::domain::trigger::TriggerType;
+
+/// The sealed columns ([`crypto`]).
+const BASIC_PASSWORD: &str = "subscriptions.basic_password";
+const BEARER_TOKEN: &str = "subscriptions.bearer_token";
+const SIGNING_SECRET: &str = "subscription_secrets.secret";
 
 #[derive(Queryable, Insertable, AsChangeset)]
 #[diesel(table_name = subscriptions, treat_none_as_null = true)]
@@ -48,21 +54,27 @@ impl SubscriptionRow {
         spec: &SubscriptionSpec,
         created: NaiveDateTime,
         updated: NaiveDateTime,
-    ) -> Self {
+    ) -> Result<Self, StoreError> {
         let (kind, url, dispatch_mode, auth, chain) = match &spec.target {
             Target::Http(http) => ("HTTP", http.url.clone(), http.dispatch_mode, &http.auth, None),
             Target::Trigger(chain) => {
                 ("TRIGGER", String::new(), DispatchMode::Sync, &HttpAuth::None, Some(chain))
             }
         };
+        let row = id.as_str();
         let (auth_type, basic_user, basic_password, bearer_token) = match auth {
             HttpAuth::None => ("NO_AUTH", None, None, None),
-            HttpAuth::Basic { user, password } => {
-                ("BASIC_AUTH", Some(user.clone()), Some(password.expose().to_owned()), None)
+            HttpAuth::Basic { user, password } => (
+                "BASIC_AUTH",
+                Some(user.clone()),
+                Some(crypto::seal(BASIC_PASSWORD, row, password.expose())?),
+                None,
+            ),
+            HttpAuth::Bearer { token } => {
+                ("BEARER_TOKEN", None, None, Some(crypto::seal(BEARER_TOKEN, row, token.expose())?))
             }
-            HttpAuth::Bearer { token } => ("BEARER_TOKEN", None, None, Some(token.expose().to_owned())),
         };
-        Self {
+        Ok(Self {
             id: id.to_string(),
             trigger_id: trigger_id.to_string(),
             name: spec.name.clone(),
@@ -87,19 +99,22 @@ impl SubscriptionRow {
             },
             chain_trigger_id: chain.map(|c| c.trigger_id.to_string()),
             chain_input_path: chain.and_then(|c| c.input_path.as_ref()).map(|p| p.as_str().to_owned()),
-        }
+        })
     }
 
     fn into_domain(self, trigger_name: String) -> Result<Subscription, StoreError> {
         let corrupt =
             |what: &str, e: &dyn std::fmt::Display| StoreError::Corrupt(format!("subscriptions.{what}: {e}"));
+        let opened = |column: &str, stored: Option<&str>| {
+            crypto::open(column, &self.id, stored.unwrap_or_default()).map(Secret::new)
+        };
         let auth = match self.auth_type.as_str() {
             "NO_AUTH" => HttpAuth::None,
             "BASIC_AUTH" => HttpAuth::Basic {
-                user: self.basic_user.unwrap_or_default(),
-                password: Secret::new(self.basic_password.unwrap_or_default()),
+                password: opened(BASIC_PASSWORD, self.basic_password.as_deref())?,
+                user: self.basic_user.clone().unwrap_or_default(),
             },
-            "BEARER_TOKEN" => HttpAuth::Bearer { token: Secret::new(self.bearer_token.unwrap_or_default()) },
+            "BEARER_TOKEN" => HttpAuth::Bearer { token: opened(BEARER_TOKEN, self.bearer_token.as_deref())? },
             other => return Err(corrupt("auth_type", &other)),
         };
         Ok(Subscription {
@@ -220,7 +235,7 @@ pub fn insert(
         }
         super::chains::check(conn, trigger_id, kind, spec, None)?;
         let id = SubscriptionId::generate();
-        let row = SubscriptionRow::new(&id, trigger_id, spec, now, now);
+        let row = SubscriptionRow::new(&id, trigger_id, spec, now, now)?;
         diesel::insert_into(subscriptions::table).values(&row).execute(conn)?;
         let secret = new_signing_secret();
         insert_secret(conn, &id, &secret, now)?;
@@ -235,11 +250,13 @@ fn insert_secret(
     secret: &Secret,
     now: NaiveDateTime,
 ) -> Result<(), StoreError> {
+    let row = uuid::Uuid::now_v7().to_string();
+    let sealed = crypto::seal(SIGNING_SECRET, &row, secret.expose())?;
     diesel::insert_into(subscription_secrets::table)
         .values((
-            subscription_secrets::id.eq(uuid::Uuid::now_v7().to_string()),
+            subscription_secrets::id.eq(&row),
             subscription_secrets::subscription_id.eq(id.as_str()),
-            subscription_secrets::secret.eq(secret.expose()),
+            subscription_secrets::secret.eq(&sealed),
             subscription_secrets::created.eq(now),
             subscription_secrets::expires_at.eq(None::<NaiveDateTime>),
         ))
@@ -269,7 +286,7 @@ pub fn update(
         let kind: String =
             triggers::table.find(current.trigger_id.as_str()).select(triggers::kind).first(conn)?;
         super::chains::check(conn, &current.trigger_id, trigger_type(&kind)?, &spec, Some(id))?;
-        let mut row = SubscriptionRow::new(id, &current.trigger_id, &spec, current.created, now);
+        let mut row = SubscriptionRow::new(id, &current.trigger_id, &spec, current.created, now)?;
         // The reason a subscription was switched off stays while it stays off.
         row.disabled_reason = if spec.enabled { None } else { current.disabled_reason.clone() };
         diesel::update(subscriptions::table.find(id.as_str())).set(&row).execute(conn)?;
@@ -321,18 +338,20 @@ pub fn signing_secrets_of(
     ids: &[&str],
     now: NaiveDateTime,
 ) -> Result<SecretsOf, StoreError> {
-    let mut rows: Vec<(String, String, Option<NaiveDateTime>)> = subscription_secrets::table
+    let mut rows: Vec<(String, String, String, Option<NaiveDateTime>)> = subscription_secrets::table
         .filter(subscription_secrets::subscription_id.eq_any(ids))
         .filter(subscription_secrets::expires_at.is_null().or(subscription_secrets::expires_at.gt(now)))
         .select((
+            subscription_secrets::id,
             subscription_secrets::subscription_id,
             subscription_secrets::secret,
             subscription_secrets::expires_at,
         ))
         .load(conn)?;
-    rows.sort_by(|a, b| current_first(a.2, b.2));
+    rows.sort_by(|a, b| current_first(a.3, b.3));
     let mut out: std::collections::HashMap<String, Vec<_>> = std::collections::HashMap::new();
-    for (sub, secret, expires_at) in rows {
+    for (row, sub, secret, expires_at) in rows {
+        let secret = crypto::open(SIGNING_SECRET, &row, &secret)?;
         out.entry(sub).or_default().push((Secret::new(secret), expires_at));
     }
     Ok(out)

@@ -247,6 +247,7 @@ async fn a_token_remembered_by_the_server_is_refused_soon_after_the_cli_revokes_
         .args(["client", "revoke", &id])
         .current_dir(dir.path())
         .env("HOOKGATE_DATABASE_URL", app.db.url())
+        .env("HOOKGATE_ENCRYPTION_KEY", hookgate::config::TEST_KEY)
         .env("HOOKGATE_LOG", "warn")
         .output()
         .unwrap();

@@ -10,6 +10,7 @@ fn hookgate(db: &TestDb, args: &[&str]) -> Output {
         .args(args)
         .current_dir(dir.path())
         .env("HOOKGATE_DATABASE_URL", db.url())
+        .env("HOOKGATE_ENCRYPTION_KEY", hookgate::config::TEST_KEY)
         .env("HOOKGATE_LOG", "warn")
         .output()
         .unwrap()
@@ -80,6 +81,7 @@ fn bad_configuration_is_refused_naming_the_key() {
     let output = Command::new(env!("CARGO_BIN_EXE_hookgate"))
         .args(["serve"])
         .env("HOOKGATE_DATABASE_URL", db.url())
+        .env("HOOKGATE_ENCRYPTION_KEY", hookgate::config::TEST_KEY)
         .env("HOOKGATE_LISTEN", "nowhere")
         .output()
         .unwrap();
@@ -92,6 +94,7 @@ fn bad_configuration_is_refused_naming_the_key() {
         .args(["migrate"])
         .current_dir(dir.path())
         .env("HOOKGATE_DATABASE_URL", db.url())
+        .env("HOOKGATE_ENCRYPTION_KEY", hookgate::config::TEST_KEY)
         .output()
         .unwrap();
     assert!(!output.status.success());

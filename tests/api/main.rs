@@ -8,6 +8,7 @@ mod chains;
 mod cli;
 mod cli_remote;
 mod delivery;
+mod encryption;
 mod engine;
 mod erasure;
 mod errors;

@@ -73,6 +73,7 @@ impl Server {
         command
             .arg("serve")
             .env("HOOKGATE_DATABASE_URL", db.url())
+            .env("HOOKGATE_ENCRYPTION_KEY", hookgate::config::TEST_KEY)
             .env("HOOKGATE_LISTEN", format!("127.0.0.1:{port}"))
             .env("HOOKGATE_ALLOWED_TARGET_NETWORKS", "127.0.0.1/32")
             .env("HOOKGATE_WORKERS", "1")
@@ -92,6 +93,14 @@ impl Server {
             std::thread::sleep(Duration::from_millis(50));
         }
         Self { child, url }
+    }
+}
+
+/// A server a test leaves running is stopped with it, so that it holds no pipe of the test run.
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
@@ -188,8 +197,8 @@ async fn sigterm_stops_the_server_without_leaving_work_in_flight() {
     sink.wait_for(1, Duration::from_secs(10)).await;
     let status = Command::new("kill").args(["-TERM", &server.child.id().to_string()]).status().unwrap();
     assert!(status.success());
-    let mut child = server.child;
-    let exit = child.wait().unwrap();
+    let mut server = server;
+    let exit = server.child.wait().unwrap();
     assert!(exit.success(), "exit status {exit:?}");
     let in_flight =
         app.store.run_blocking(|c| invocations::count_in_state(c, InvocationState::InFlight)).unwrap();

@@ -133,6 +133,14 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The key the servers of one benchmark seal its throwaway database's secrets with: the same
+/// for every server on that database.
+fn bench_key(url: &str) -> String {
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(format!("hookgate-bench:{url}")))
+}
+
 /// A running `hookgate serve`, its output appended to the benchmark's log file.
 struct Server {
     child: std::process::Child,
@@ -151,6 +159,7 @@ impl Server {
             .env("HOOKGATE_WORKERS", workers.to_string())
             .env("HOOKGATE_BATCH_SIZE", batch_size.to_string())
             .env("HOOKGATE_SCHEDULER", "false")
+            .env("HOOKGATE_ENCRYPTION_KEY", bench_key(url))
             .env("HOOKGATE_LOG", "warn")
             .stdout(out.try_clone()?)
             .stderr(out)
