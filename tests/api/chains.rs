@@ -14,7 +14,7 @@ use crate::helpers::{TestApp, error_text};
 use crate::sink::{Reply, Sink};
 
 /// Creates a fire-and-forget trigger whose input needs the `required` fields.
-async fn trigger(app: &TestApp, id: &str, required: &[&str]) {
+pub async fn trigger(app: &TestApp, id: &str, required: &[&str]) {
     let example: serde_json::Map<String, Value> =
         required.iter().map(|f| ((*f).to_owned(), json!(1))).collect();
     let body = json!({"id": id, "name": id, "type": "FIRE_AND_FORGET",

@@ -11,7 +11,7 @@ use crate::helpers::TestApp;
 use crate::sink::{Received, Reply, Sink};
 
 /// Verifies a Standard Webhooks signature independently of hookgate's signer.
-fn verify(secret: &str, request: &Received) -> bool {
+pub fn verify(secret: &str, request: &Received) -> bool {
     let key = base64::engine::general_purpose::STANDARD.decode(secret.trim_start_matches("whsec_")).unwrap();
     let h = &request.headers;
     let signed =

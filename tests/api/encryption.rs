@@ -8,7 +8,6 @@ use std::process::{Command, Output};
 use base64::Engine as _;
 use diesel::prelude::*;
 use diesel::sql_types::Text;
-use hmac::{Hmac, KeyInit, Mac};
 use hookgate::config::TEST_KEY;
 use hookgate::domain::keyring::Key;
 use serde_json::{Value, json};
@@ -66,18 +65,6 @@ fn key_of(secret: &str) -> String {
     secret.trim_start_matches("whsec_").to_owned()
 }
 
-fn verifies(secret: &str, request: &Received) -> bool {
-    let key = base64::engine::general_purpose::STANDARD.decode(key_of(secret)).unwrap();
-    let h = &request.headers;
-    let signed =
-        format!("{}.{}.{}", h["webhook-id"], h["webhook-timestamp"], String::from_utf8_lossy(&request.body));
-    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(&key).unwrap();
-    mac.update(signed.as_bytes());
-    let expected =
-        format!("v1,{}", base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes()));
-    h["webhook-signature"].split(' ').any(|s| s == expected)
-}
-
 /// Subscribes a basic-auth and a bearer-token subscriber at `sink`; returns their signing secrets.
 async fn subscribe_with_credentials(app: &TestApp, sink: &Sink) -> (String, String) {
     let basic = app
@@ -103,8 +90,8 @@ fn check_credentials(received: &[Received], basic_secret: &str, bearer_secret: &
     let basic = base64::engine::general_purpose::STANDARD.encode(format!("u:{BASIC_PASSWORD}"));
     assert_eq!(at("/basic").headers["authorization"], format!("Basic {basic}"));
     assert_eq!(at("/bearer").headers["authorization"], format!("Bearer {BEARER_TOKEN}"));
-    assert!(verifies(basic_secret, at("/basic")));
-    assert!(verifies(bearer_secret, at("/bearer")));
+    assert!(crate::delivery::verify(basic_secret, at("/basic")));
+    assert!(crate::delivery::verify(bearer_secret, at("/bearer")));
 }
 
 #[actix_web::test]

@@ -28,14 +28,7 @@ async fn matching_invocations_go_with_their_events_and_attempts_and_the_rest_sta
     sink.script([Reply::status(500)]);
     sink.always(Reply::status(200));
     app.subscribe_url(&sink.url("/erased")).await;
-    let created = app
-        .post(
-            "/triggers/v1",
-            &json!({"id": "test:kept", "name": "kept", "type": "FIRE_AND_FORGET",
-                "inputSchema": {"type": "object"}, "exampleInput": {}}),
-        )
-        .await;
-    assert_eq!(created.status(), 201);
+    crate::chains::trigger(&app, "test:kept", &[]).await;
     app.subscribe_url_to("test:kept", &sink.url("/kept")).await;
     for i in 0..3 {
         let r = app.publish("test:fire-and-forget", json!({"identityId": format!("erase-{i}")})).await;

@@ -86,14 +86,7 @@ async fn an_event_without_a_valid_traceparent_starts_one_trace_shared_by_its_del
 #[actix_web::test]
 async fn a_chained_trigger_publishes_into_the_same_trace() {
     let app = TestApp::spawn().await;
-    let created = app
-        .post(
-            "/triggers/v1",
-            &json!({"id": "test:traced-next", "name": "next", "type": "FIRE_AND_FORGET",
-                "inputSchema": {"type": "object"}, "exampleInput": {}}),
-        )
-        .await;
-    assert_eq!(created.status(), 201);
+    crate::chains::trigger(&app, "test:traced-next", &[]).await;
     let chained = app
         .post(
             "/trigger-subscriptions/v1",
