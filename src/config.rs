@@ -29,6 +29,7 @@
 //! | `client_id`, `client_secret` / `HOOKGATE_CLIENT_ID`, `HOOKGATE_CLIENT_SECRET` | the client commands' credentials | none |
 //! | `encryption_key` / `HOOKGATE_ENCRYPTION_KEY` | base64 of 32 random bytes sealing secrets at rest; several (comma-separated): the first seals, all open | SQLite: a key file beside the database |
 //! | `encryption_key_file` / `HOOKGATE_ENCRYPTION_KEY_FILE` | a file holding such keys              | none             |
+//! | `retention_audit` / `HOOKGATE_RETENTION_AUDIT` | how long an audit entry is kept        | `90d`            |
 //! | `metrics_token` / `HOOKGATE_METRICS_TOKEN` | bearer token `GET /metrics` requires       | none (open)      |
 //! | `log` / `HOOKGATE_LOG`                     | tracing filter                            | `info`           |
 //! | `log_format` / `HOOKGATE_LOG_FORMAT`       | `pretty` or `json`                        | `pretty`         |
@@ -66,6 +67,7 @@ const ENV_KEYS: &[&str] = &[
     "idempotency_ttl",
     "retention_delivered",
     "retention_dead",
+    "retention_audit",
     "purge",
     "metrics_token",
     "encryption_key",
@@ -105,6 +107,7 @@ struct RawSettings {
     idempotency_ttl: String,
     retention_delivered: String,
     retention_dead: String,
+    retention_audit: String,
     purge: bool,
     metrics_token: Option<String>,
     encryption_key: Option<String>,
@@ -143,6 +146,7 @@ impl Default for RawSettings {
             idempotency_ttl: "24h".into(),
             retention_delivered: "7d".into(),
             retention_dead: "30d".into(),
+            retention_audit: "90d".into(),
             purge: true,
             metrics_token: None,
             encryption_key: None,
@@ -203,6 +207,8 @@ pub struct Settings {
     pub retention_delivered: Duration,
     /// How long dead invocations are kept after they were created.
     pub retention_dead: Duration,
+    /// How long audit entries are kept.
+    pub retention_audit: Duration,
     /// Run the background purge on this instance.
     pub purge: bool,
     /// The bearer token `GET /metrics` requires; `None`: it is open.
@@ -337,6 +343,7 @@ impl Settings {
                 .map_err(|m| invalid("idempotency_ttl", m))?,
             retention_delivered: parse_retention(&raw.retention_delivered, "retention_delivered")?,
             retention_dead: parse_retention(&raw.retention_dead, "retention_dead")?,
+            retention_audit: parse_retention(&raw.retention_audit, "retention_audit")?,
             purge: raw.purge,
             metrics_token: metrics_token(raw.metrics_token)?,
             encryption: key_source(raw.encryption_key, raw.encryption_key_file)?,

@@ -25,21 +25,26 @@ const BETWEEN_BATCHES: Duration = Duration::from_millis(20);
 pub struct Retention {
     pub delivered: Duration,
     pub dead: Duration,
+    pub audit: Duration,
 }
 
 impl Retention {
     pub fn of(settings: &Settings) -> Self {
-        Self { delivered: settings.retention_delivered, dead: settings.retention_dead }
+        Self {
+            delivered: settings.retention_delivered,
+            dead: settings.retention_dead,
+            audit: settings.retention_audit,
+        }
     }
 
-    /// Both kinds kept for `age`.
+    /// Every kind kept for `age`.
     pub fn all(age: Duration) -> Self {
-        Self { delivered: age, dead: age }
+        Self { delivered: age, dead: age, audit: age }
     }
 
     pub fn cutoffs(&self, now: NaiveDateTime) -> Cutoffs {
         let ago = |d: Duration| now - TimeDelta::from_std(d).unwrap_or(TimeDelta::MAX);
-        Cutoffs { delivered: ago(self.delivered), dead: ago(self.dead), now }
+        Cutoffs { delivered: ago(self.delivered), dead: ago(self.dead), audit: ago(self.audit), now }
     }
 }
 
@@ -86,6 +91,7 @@ impl Purger {
                 schedule_ticks = total.schedule_ticks,
                 idempotency_keys = total.idempotency_keys,
                 tokens = total.tokens,
+                audit_entries = total.audit_entries,
                 "purged what is past its retention"
             );
         }
@@ -100,6 +106,7 @@ impl Purger {
         m.purged("schedule_ticks", batch.schedule_ticks);
         m.purged("idempotency_keys", batch.idempotency_keys);
         m.purged("tokens", batch.tokens);
+        m.purged("audit_entries", batch.audit_entries);
     }
 
     /// Runs the purge every minute until `shutdown` turns true.

@@ -70,8 +70,18 @@ pub async fn replay(
     let request: BulkReplay = super::parse_body(body.into_inner())?;
     let conds = dead_conditions(request.filters.as_deref())?;
     let (by, now, force) = (auth.client_id.to_string(), state.clock.now(), request.force);
-    let summary =
-        state.store.run(move |c| crate::store::replays::replay_dead(c, &conds, &by, force, now)).await?;
+    let filters = request.filters.clone().unwrap_or_default();
+    let summary = state
+        .store
+        .run(move |c| {
+            crate::store::audit::audited(c, now, |c| {
+                let summary = crate::store::replays::replay_dead(c, &conds, &by, force, now)?;
+                let after = serde_json::json!({"replayed": summary.replayed, "skipped": summary.skipped, "forced": force});
+                let entry = super::audit::entry(&by, "dead-letters.replay", "invocation", filters, super::audit::NOTHING, Some(&after));
+                Ok((summary, entry))
+            })
+        })
+        .await?;
     if summary.replayed > 0 {
         state.intake.wake();
     }

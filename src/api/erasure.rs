@@ -45,6 +45,16 @@ pub async fn erase(
     }
     let left = conds.clone();
     total.left = state.store.run(move |c| erasure::count_matching(c, &left)).await?;
+    let (filters, now) = (text.to_owned(), state.clock.now());
+    let record = super::audit::entry(
+        &auth.client_id.to_string(),
+        "invocations.erase",
+        "invocation",
+        filters,
+        super::audit::NOTHING,
+        Some(&total),
+    );
+    state.store.write(move |c| crate::store::audit::record(c, now, &record)).await?;
     tracing::info!(
         invocations = total.invocations,
         events = total.events,

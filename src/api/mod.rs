@@ -3,6 +3,7 @@
 //! Every SailPoint-style resource is served at its canonical path (`/triggers/v1`) and under
 //! SailPoint's older prefixes (`/beta/triggers`, `/v2024/triggers`, `/v2025/triggers`).
 
+mod audit;
 mod auth;
 mod complete;
 mod dead_letters;
@@ -229,6 +230,7 @@ routes! {
             GET => sources::get, PUT => sources::replace, PATCH => sources::patch, DELETE => sources::delete
         }
         ("sources", "/{id}/rejections") => { GET => sources::rejections }
+        ("audit", "") => { GET => audit::list }
     }
 }
 

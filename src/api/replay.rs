@@ -4,6 +4,7 @@ use actix_web::{HttpResponse, web};
 use serde::Deserialize;
 
 use super::AppState;
+use super::audit::{NOTHING, entry};
 use super::auth::Principal;
 use super::error::{ApiError, OrNotFound};
 use super::invocations::InvocationStatusOut;
@@ -11,6 +12,7 @@ use super::list::parse_flag;
 use crate::domain::ids::InvocationId;
 use crate::domain::scope;
 use crate::store::StoreError;
+use crate::store::audit::audited_if;
 use crate::store::invocations::{self as store_invocations, Condition};
 use crate::store::replays::{self, ReplayRefusal};
 
@@ -43,11 +45,18 @@ pub async fn replay(
     let outcome = state
         .store
         .run(move |c| {
-            if let Err(refusal) = replays::replay(c, &id, &by, force, now)? {
-                return Ok(Err(refusal));
-            }
-            let (mut views, _) = store_invocations::list(c, &[Condition::IdIs(id.to_string())], false, 0, 1)?;
-            views.pop().map(Ok).ok_or(StoreError::NotFound)
+            audited_if(c, now, |c| {
+                if let Err(refusal) = replays::replay(c, &id, &by, force, now)? {
+                    return Ok((Err(refusal), None));
+                }
+                let (mut views, _) =
+                    store_invocations::list(c, &[Condition::IdIs(id.to_string())], false, 0, 1)?;
+                let view = views.pop().ok_or(StoreError::NotFound)?;
+                let after = serde_json::json!({"forced": force});
+                let entry =
+                    entry(&by, "invocation.replay", "invocation", id.to_string(), NOTHING, Some(&after));
+                Ok((Ok(view), Some(entry)))
+            })
         })
         .await
         .or_not_found(|| format!("invocation '{label}'"))?;

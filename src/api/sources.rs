@@ -5,6 +5,7 @@ use actix_web::{HttpResponse, web};
 use serde::{Deserialize, Serialize};
 
 use super::AppState;
+use super::audit::{NOTHING, entry};
 use super::auth::Principal;
 use super::error::{ApiError, OrNotFound};
 use super::list::{ListParams, ListSpec};
@@ -20,6 +21,7 @@ use crate::domain::source::{
     AmqpConfig, MonitorConfig, NatsConfig, PollConfig, RedisStreamConfig, RejectReason, Routes, RoutesDoc,
     Source, SourceSpec, SourceType, Verification, WebhookConfig,
 };
+use crate::store::audit::audited;
 use crate::store::{self, StoreError};
 
 const MANAGE: &[&str] = &[scope::SOURCES_MANAGE];
@@ -308,7 +310,17 @@ pub async fn create(
     let token = token_for(&spec, None);
     let now = state.clock.now();
     let label = id.to_string();
-    let created = state.store.run(move |c| store::sources::insert(c, &id, &spec, token.as_ref(), now)).await;
+    let actor = auth.client_id.to_string();
+    let created = state
+        .store
+        .run(move |c| {
+            audited(c, now, |c| {
+                let source = store::sources::insert(c, &id, &spec, token.as_ref(), now)?;
+                let after = SettingsOut::of(&source.spec);
+                Ok((source, entry(&actor, "source.create", "source", id.to_string(), NOTHING, Some(&after))))
+            })
+        })
+        .await;
     let source = created.map_err(|e| store_error(e, &label))?;
     Ok(HttpResponse::Created().json(SourceOut::new(&state, &source)))
 }
@@ -316,26 +328,39 @@ pub async fn create(
 /// Replaces the source with what `body` (a full representation) says, in one transaction.
 async fn update_with(
     state: &AppState,
+    auth: &Principal,
     id: SourceId,
     body: impl FnOnce(&Source) -> Result<serde_json::Value, ApiError> + Send + 'static,
 ) -> Result<HttpResponse, ApiError> {
     let now = state.clock.now();
     let label = id.to_string();
     let path_id = id.clone();
+    let actor = auth.client_id.to_string();
     let updated = state
         .store
         .run(move |c| {
-            store::sources::update(c, &id, now, |current| {
-                let input = body(current).and_then(parse_body);
-                let spec = input.and_then(|input| {
-                    if input.id.as_deref().is_some_and(|body_id| body_id != path_id.as_str()) {
-                        return Err(invalid("id is immutable: the body's id differs from the path's".into()));
-                    }
-                    input.into_spec(Some(current))
-                });
-                let spec = spec.map_err(|e| StoreError::Invalid(e.to_string()))?;
-                let token = token_for(&spec, current.hook_token.as_ref());
-                Ok((spec, token))
+            audited(c, now, |c| {
+                let mut before = None;
+                let source = store::sources::update(c, &id, now, |current| {
+                    before = Some(SettingsOut::of(&current.spec));
+                    let input = body(current).and_then(parse_body);
+                    let spec = input.and_then(|input| {
+                        if input.id.as_deref().is_some_and(|body_id| body_id != path_id.as_str()) {
+                            return Err(invalid(
+                                "id is immutable: the body's id differs from the path's".into(),
+                            ));
+                        }
+                        input.into_spec(Some(current))
+                    });
+                    let spec = spec.map_err(|e| StoreError::Invalid(e.to_string()))?;
+                    let token = token_for(&spec, current.hook_token.as_ref());
+                    Ok((spec, token))
+                })?;
+                let after = SettingsOut::of(&source.spec);
+                Ok((
+                    source,
+                    entry(&actor, "source.update", "source", id.to_string(), before.as_ref(), Some(&after)),
+                ))
             })
         })
         .await;
@@ -357,7 +382,7 @@ pub async fn replace(
     auth.require(MANAGE)?;
     let id = parse_id(&id)?;
     let body = body.into_inner();
-    update_with(&state, id, move |_| Ok(body)).await
+    update_with(&state, &auth, id, move |_| Ok(body)).await
 }
 
 pub async fn patch(
@@ -369,7 +394,7 @@ pub async fn patch(
     auth.require(MANAGE)?;
     let id = parse_id(&id)?;
     let ops = body.into_inner();
-    update_with(&state, id, move |current| {
+    update_with(&state, &auth, id, move |current| {
         let mut doc =
             serde_json::to_value(SettingsOut::of(&current.spec)).map_err(|e| ApiError::Internal(e.into()))?;
         if let serde_json::Value::Object(fields) = &mut doc {
@@ -391,7 +416,17 @@ pub async fn delete(
     auth.require(MANAGE)?;
     let id = parse_id(&id)?;
     let label = id.to_string();
-    let deleted = state.store.run(move |c| store::sources::delete(c, &id)).await;
+    let (actor, now) = (auth.client_id.to_string(), state.clock.now());
+    let deleted = state
+        .store
+        .run(move |c| {
+            audited(c, now, |c| {
+                let before = SettingsOut::of(&store::sources::get(c, &id)?.spec);
+                store::sources::delete(c, &id)?;
+                Ok(((), entry(&actor, "source.delete", "source", id.to_string(), Some(&before), NOTHING)))
+            })
+        })
+        .await;
     deleted.or_not_found(|| format!("source '{label}'"))?;
     Ok(HttpResponse::NoContent().finish())
 }

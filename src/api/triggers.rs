@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::AppState;
+use super::audit::{NOTHING, entry};
 use super::auth::Principal;
 use super::error::{ApiError, OrNotFound};
 use super::list::{ListParams, ListSpec};
@@ -15,6 +16,7 @@ use crate::domain::schedule::Schedule;
 use crate::domain::scope;
 use crate::domain::trigger::{Trigger, TriggerSpec, TriggerType};
 use crate::store;
+use crate::store::audit::audited;
 
 const READ: &[&str] = &[scope::SUBSCRIPTIONS_READ, scope::SUBSCRIPTIONS_MANAGE, scope::TRIGGERS_MANAGE];
 const MANAGE: &[&str] = &[scope::TRIGGERS_MANAGE];
@@ -202,7 +204,19 @@ pub async fn create(
     let spec = input.into_spec(id)?;
     let now = state.clock.now();
     let label = spec.id.to_string();
-    let created = state.store.run(move |c| store::triggers::insert(c, &spec, now)).await;
+    let actor = auth.client_id.to_string();
+    let created = state
+        .store
+        .run(move |c| {
+            audited(c, now, |c| {
+                let trigger = store::triggers::insert(c, &spec, now)?;
+                let after = TriggerOut::from(trigger.clone());
+                let entry =
+                    entry(&actor, "trigger.create", "trigger", trigger.id.to_string(), NOTHING, Some(&after));
+                Ok((trigger, entry))
+            })
+        })
+        .await;
     let trigger = created.map_err(|e| match e {
         store::StoreError::Conflict(_) => ApiError::Conflict(format!("trigger '{label}' already exists")),
         other => other.into(),
@@ -213,20 +227,36 @@ pub async fn create(
 /// Replaces the trigger with what `body` (a full representation) says, in one transaction.
 async fn update_with(
     state: &AppState,
+    auth: &Principal,
     id: TriggerId,
     body: impl FnOnce(&Trigger) -> Result<Value, ApiError> + Send + 'static,
 ) -> Result<HttpResponse, ApiError> {
     let now = state.clock.now();
     let label = id.to_string();
     let path_id = id.clone();
+    let actor = auth.client_id.to_string();
     let trigger = state
         .store
         .run(move |c| {
-            store::triggers::update(c, &id, now, |current| {
-                body(current)
-                    .and_then(parse_body)
-                    .and_then(|input| input.into_spec(path_id))
-                    .map_err(|e| store::StoreError::Invalid(e.to_string()))
+            audited(c, now, |c| {
+                let mut before = None;
+                let trigger = store::triggers::update(c, &id, now, |current| {
+                    before = Some(TriggerOut::from(current.clone()));
+                    body(current)
+                        .and_then(parse_body)
+                        .and_then(|input| input.into_spec(path_id))
+                        .map_err(|e| store::StoreError::Invalid(e.to_string()))
+                })?;
+                let after = TriggerOut::from(trigger.clone());
+                let entry = entry(
+                    &actor,
+                    "trigger.update",
+                    "trigger",
+                    trigger.id.to_string(),
+                    before.as_ref(),
+                    Some(&after),
+                );
+                Ok((trigger, entry))
             })
         })
         .await;
@@ -243,7 +273,7 @@ pub async fn replace(
     auth.require(MANAGE)?;
     let id = parse_id(&id)?;
     let body = body.into_inner();
-    update_with(&state, id, move |_| Ok(body)).await
+    update_with(&state, &auth, id, move |_| Ok(body)).await
 }
 
 pub async fn patch(
@@ -255,7 +285,7 @@ pub async fn patch(
     auth.require(MANAGE)?;
     let id = parse_id(&id)?;
     let ops = body.into_inner();
-    update_with(&state, id, move |current| {
+    update_with(&state, &auth, id, move |current| {
         let doc = serde_json::to_value(TriggerOut::from(current.clone()))
             .map_err(|e| ApiError::Internal(e.into()))?;
         patch::apply(doc, ops, PATCHABLE)
@@ -271,7 +301,17 @@ pub async fn delete(
     auth.require(MANAGE)?;
     let id = parse_id(&id)?;
     let label = id.to_string();
-    let deleted = state.store.run(move |c| store::triggers::delete(c, &id)).await;
+    let (actor, now) = (auth.client_id.to_string(), state.clock.now());
+    let deleted = state
+        .store
+        .run(move |c| {
+            audited(c, now, |c| {
+                let before = TriggerOut::from(store::triggers::get(c, &id)?);
+                store::triggers::delete(c, &id)?;
+                Ok(((), entry(&actor, "trigger.delete", "trigger", id.to_string(), Some(&before), NOTHING)))
+            })
+        })
+        .await;
     deleted.or_not_found(|| format!("trigger '{label}'"))?;
     Ok(HttpResponse::NoContent().finish())
 }

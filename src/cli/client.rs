@@ -8,6 +8,7 @@ use clap::Subcommand;
 use crate::clock::SharedClock;
 use crate::domain::ids::ClientId;
 use crate::domain::scope::Scopes;
+use crate::store::audit::{Entry, audited};
 use crate::store::{Store, StoreError, clients};
 
 #[derive(Debug, Subcommand)]
@@ -35,7 +36,13 @@ pub fn run(command: ClientCommand, store: &Store, clock: &SharedClock, json: boo
             }
             let scopes = Scopes::parse(&scopes.join(" ")).map_err(anyhow::Error::msg)?;
             let now = clock.now();
-            let (client, secret) = store.run_blocking(|c| clients::create(c, &name, &scopes, now))?;
+            let (client, secret) = store.run_blocking(|c| {
+                audited(c, now, |c| {
+                    let (client, secret) = clients::create(c, &name, &scopes, now)?;
+                    let after = serde_json::json!({"clientId": client.id, "name": client.name, "scopes": scopes.to_string()});
+                    Ok(((client.clone(), secret), by_cli("client.create", &client.id, None, Some(after))))
+                })
+            })?;
             if json {
                 let body = serde_json::json!({ "clientId": client.id, "clientSecret": secret.expose(), "scopes": scopes.to_string() });
                 writeln!(out, "{body}")?;
@@ -70,7 +77,13 @@ pub fn run(command: ClientCommand, store: &Store, clock: &SharedClock, json: boo
         ClientCommand::Revoke { client_id } => {
             let id: ClientId = client_id.parse().map_err(anyhow::Error::msg)?;
             let now = clock.now();
-            match store.run_blocking(|c| clients::revoke(c, &id, now)) {
+            let revoked = store.run_blocking(|c| {
+                audited(c, now, |c| {
+                    clients::revoke(c, &id, now)?;
+                    Ok(((), by_cli("client.revoke", &id, None, None)))
+                })
+            });
+            match revoked {
                 Ok(()) => writeln!(out, "client {id} revoked")?,
                 Err(StoreError::NotFound) => anyhow::bail!("no client has id {id}"),
                 Err(e) => return Err(e).context("revoking the client"),
@@ -78,4 +91,21 @@ pub fn run(command: ClientCommand, store: &Store, clock: &SharedClock, json: boo
         }
     }
     Ok(())
+}
+
+/// An audit entry for a change made by a command on the database.
+fn by_cli(
+    action: &'static str,
+    client: &ClientId,
+    before: Option<serde_json::Value>,
+    after: Option<serde_json::Value>,
+) -> Entry {
+    Entry {
+        actor: "cli".into(),
+        action,
+        resource_type: "client",
+        resource_id: client.to_string(),
+        before,
+        after,
+    }
 }

@@ -47,11 +47,12 @@ pub fn run(
         return Ok(());
     }
     let verb = if args.dry_run { "would remove" } else { "removed" };
-    let Purged { invocations, attempts, events, schedule_ticks, idempotency_keys, tokens } = purged;
+    let Purged { invocations, attempts, events, schedule_ticks, idempotency_keys, tokens, audit_entries } =
+        purged;
     writeln!(
         out,
         "{verb} {invocations} invocations, {attempts} attempts, {events} events, {schedule_ticks} schedule \
-         ticks, {idempotency_keys} idempotency keys, {tokens} tokens"
+         ticks, {idempotency_keys} idempotency keys, {tokens} tokens, {audit_entries} audit entries"
     )?;
     Ok(())
 }

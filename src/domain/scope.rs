@@ -8,6 +8,7 @@ pub const TRIGGERS_MANAGE: &str = "hookgate:triggers:manage";
 pub const EVENTS_PUBLISH: &str = "hookgate:events:publish";
 pub const DEAD_LETTERS_MANAGE: &str = "hookgate:dead-letters:manage";
 pub const SOURCES_MANAGE: &str = "hookgate:sources:manage";
+pub const AUDIT_READ: &str = "hookgate:audit:read";
 /// SailPoint's "all scopes" grant.
 pub const ALL: &str = "sp:scopes:all";
 
@@ -20,6 +21,7 @@ pub const KNOWN: &[&str] = &[
     EVENTS_PUBLISH,
     DEAD_LETTERS_MANAGE,
     SOURCES_MANAGE,
+    AUDIT_READ,
     ALL,
 ];
 

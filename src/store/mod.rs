@@ -1,5 +1,6 @@
 //! Persistence: the pool, migrations and every query. The only module that names diesel.
 
+pub mod audit;
 mod chains;
 pub mod clients;
 mod connection;

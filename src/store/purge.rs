@@ -9,7 +9,8 @@
 //!   invocation ever referenced (a trigger without subscribers): those are found by walking the
 //!   events table once in id order (UUID v7, so time order) from a cursor kept in `meta`;
 //! - schedule ticks before the delivered cutoff (a tick older than a minute never fires again),
-//!   expired idempotency keys and expired tokens.
+//!   expired idempotency keys and expired tokens;
+//! - audit entries older than their own retention.
 //!
 //! On PostgreSQL a batch first takes a transaction-level advisory lock for its schema, without
 //! waiting: while one instance purges, the others skip their turn.
@@ -19,7 +20,9 @@ use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Text, Timestamp};
 use serde::Serialize;
 
-use super::schema::{api_tokens, attempts, events, idempotency_keys, invocations, meta, schedule_ticks};
+use super::schema::{
+    api_tokens, attempts, audit_log, events, idempotency_keys, invocations, meta, schedule_ticks,
+};
 use super::{AnyConnection, StoreError, write_transaction};
 
 /// The most rows of each kind one batch removes.
@@ -38,6 +41,8 @@ const EVENTS_WALKED: &str = "purge_events_walked";
 pub struct Cutoffs {
     pub delivered: NaiveDateTime,
     pub dead: NaiveDateTime,
+    /// Audit entries made before it go.
+    pub audit: NaiveDateTime,
     pub now: NaiveDateTime,
 }
 
@@ -51,6 +56,7 @@ pub struct Purged {
     pub schedule_ticks: u64,
     pub idempotency_keys: u64,
     pub tokens: u64,
+    pub audit_entries: u64,
 }
 
 impl Purged {
@@ -61,14 +67,22 @@ impl Purged {
         self.schedule_ticks += other.schedule_ticks;
         self.idempotency_keys += other.idempotency_keys;
         self.tokens += other.tokens;
+        self.audit_entries += other.audit_entries;
     }
 
     /// Whether a batch removed as much as a batch may of some kind: there may be more.
     pub fn full(&self) -> bool {
         let most = BATCH.unsigned_abs();
-        [self.invocations, self.events, self.schedule_ticks, self.idempotency_keys, self.tokens]
-            .into_iter()
-            .any(|n| n >= most)
+        [
+            self.invocations,
+            self.events,
+            self.schedule_ticks,
+            self.idempotency_keys,
+            self.tokens,
+            self.audit_entries,
+        ]
+        .into_iter()
+        .any(|n| n >= most)
     }
 }
 
@@ -142,6 +156,7 @@ pub fn batch(conn: &mut AnyConnection, cutoffs: Cutoffs) -> Result<Option<Purged
         purged.events = remove_unreferenced(conn, &event_ids)?;
         purged.events += walk_events(conn, cutoffs.delivered)?;
         purged.schedule_ticks = remove_ticks(conn, cutoffs.delivered)?;
+        purged.audit_entries = super::audit::remove_older(conn, cutoffs.audit, BATCH)?;
         let keys: Vec<String> = idempotency_keys::table
             .filter(idempotency_keys::expires_at.le(cutoffs.now))
             .select(idempotency_keys::key)
@@ -267,6 +282,8 @@ pub fn preview(conn: &mut AnyConnection, cutoffs: Cutoffs) -> Result<Purged, Sto
         .get_result(conn)?;
     let tokens: i64 =
         api_tokens::table.filter(api_tokens::expires_at.le(cutoffs.now)).count().get_result(conn)?;
+    let audit_entries: i64 =
+        audit_log::table.filter(audit_log::at.lt(cutoffs.audit)).count().get_result(conn)?;
     Ok(Purged {
         invocations: n(invocations_n),
         attempts: n(attempts_n),
@@ -274,6 +291,7 @@ pub fn preview(conn: &mut AnyConnection, cutoffs: Cutoffs) -> Result<Purged, Sto
         schedule_ticks: n(ticks),
         idempotency_keys: n(keys),
         tokens: n(tokens),
+        audit_entries: n(audit_entries),
     })
 }
 

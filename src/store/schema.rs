@@ -1,6 +1,19 @@
 //! Table definitions shared by both backends (hand-written: JSON columns are TEXT everywhere).
 
 diesel::table! {
+    audit_log (id) {
+        id -> Text,
+        at -> Timestamp,
+        actor -> Text,
+        action -> Text,
+        resource_type -> Text,
+        resource_id -> Text,
+        before -> Nullable<Text>,
+        after -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
     meta (key) {
         key -> Text,
         value -> Text,

@@ -1,6 +1,7 @@
 //! Integration tests: each spawns a real app on port 0 with its own database.
 #![expect(clippy::unwrap_used, clippy::expect_used, reason = "a test that cannot proceed should fail loudly")]
 
+mod audit;
 mod auth;
 mod brokers;
 mod caches;

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::AppState;
+use super::audit::{NOTHING, entry};
 use super::auth::Principal;
 use super::error::{ApiError, OrNotFound};
 use super::list::{ListParams, ListSpec};
@@ -18,6 +19,7 @@ use crate::domain::ids::{SubscriptionId, TriggerId};
 use crate::domain::query::CmpOp;
 use crate::domain::scope;
 use crate::domain::subscription::Subscription;
+use crate::store::audit::audited;
 use crate::store::{self, StoreError};
 use wire::{SubscriptionIn, SubscriptionOut, invalid, shown_type};
 
@@ -99,28 +101,61 @@ pub async fn create(
     let trigger_id: TriggerId = raw_trigger.parse().map_err(|e| invalid("triggerId", e))?;
     let spec = input.into_spec(None)?;
     let now = state.clock.now();
-    let (sub, secret) =
-        state.store.run(move |c| store::subscriptions::insert(c, &trigger_id, &spec, now)).await?;
+    let actor = auth.client_id.to_string();
+    let (sub, secret) = state
+        .store
+        .run(move |c| {
+            audited(c, now, |c| {
+                let (sub, secret) = store::subscriptions::insert(c, &trigger_id, &spec, now)?;
+                let after = SubscriptionOut::new(sub.clone(), None);
+                let entry = entry(
+                    &actor,
+                    "subscription.create",
+                    "subscription",
+                    sub.id.to_string(),
+                    NOTHING,
+                    Some(&after),
+                );
+                Ok(((sub, secret), entry))
+            })
+        })
+        .await?;
     Ok(HttpResponse::Created().json(SubscriptionOut::new(sub, Some(&secret))))
 }
 
 /// Replaces the subscription with what `body` (a full representation) says.
 async fn update_with(
     state: &AppState,
+    auth: &Principal,
     id: SubscriptionId,
     body: impl FnOnce(&Subscription) -> Result<Value, ApiError> + Send + 'static,
 ) -> Result<HttpResponse, ApiError> {
     let now = state.clock.now();
     let label = id.to_string();
+    let actor = auth.client_id.to_string();
     let result = state
         .store
         .run(move |c| {
-            store::subscriptions::update(c, &id, now, |current| {
-                let parsed = body(current).and_then(parse_body).and_then(|input| {
-                    input.check_immutable(current)?;
-                    input.into_spec(Some(current))
-                });
-                parsed.map_err(|e| StoreError::Invalid(e.to_string()))
+            audited(c, now, |c| {
+                let mut before = None;
+                let sub = store::subscriptions::update(c, &id, now, |current| {
+                    before = Some(SubscriptionOut::new(current.clone(), None));
+                    let parsed = body(current).and_then(parse_body).and_then(|input| {
+                        input.check_immutable(current)?;
+                        input.into_spec(Some(current))
+                    });
+                    parsed.map_err(|e| StoreError::Invalid(e.to_string()))
+                })?;
+                let after = SubscriptionOut::new(sub.clone(), None);
+                let entry = entry(
+                    &actor,
+                    "subscription.update",
+                    "subscription",
+                    id.to_string(),
+                    before.as_ref(),
+                    Some(&after),
+                );
+                Ok((sub, entry))
             })
         })
         .await;
@@ -137,7 +172,7 @@ pub async fn replace(
     auth.require(MANAGE)?;
     let id = parse_id(&id)?;
     let body = body.into_inner();
-    update_with(&state, id, move |_| Ok(body)).await
+    update_with(&state, &auth, id, move |_| Ok(body)).await
 }
 
 pub async fn patch(
@@ -149,7 +184,7 @@ pub async fn patch(
     auth.require(MANAGE)?;
     let id = parse_id(&id)?;
     let ops = body.into_inner();
-    update_with(&state, id, move |current| {
+    update_with(&state, &auth, id, move |current| {
         let doc = serde_json::to_value(SubscriptionOut::new(current.clone(), None))
             .map_err(|e| ApiError::Internal(e.into()))?;
         patch::apply(doc, ops, PATCHABLE)
@@ -165,9 +200,24 @@ pub async fn delete(
     auth.require(MANAGE)?;
     let id = parse_id(&id)?;
     let label = id.to_string();
+    let (actor, now) = (auth.client_id.to_string(), state.clock.now());
     state
         .store
-        .run(move |c| store::subscriptions::delete(c, &id))
+        .run(move |c| {
+            audited(c, now, |c| {
+                let before = SubscriptionOut::new(store::subscriptions::get(c, &id)?, None);
+                store::subscriptions::delete(c, &id)?;
+                let entry = entry(
+                    &actor,
+                    "subscription.delete",
+                    "subscription",
+                    id.to_string(),
+                    Some(&before),
+                    NOTHING,
+                );
+                Ok(((), entry))
+            })
+        })
         .await
         .or_not_found(|| format!("subscription '{label}'"))?;
     Ok(HttpResponse::NoContent().finish())
@@ -217,9 +267,25 @@ pub async fn rotate_secret(
     let now = state.clock.now();
     let overlap = chrono::TimeDelta::from_std(state.settings.secret_rotation_overlap)
         .unwrap_or(chrono::TimeDelta::hours(24));
+    let actor = auth.client_id.to_string();
+    let expire = iso(now + overlap);
     let secret = state
         .store
-        .run(move |c| store::subscriptions::rotate_secret(c, &id, now, overlap))
+        .run(move |c| {
+            audited(c, now, |c| {
+                let secret = store::subscriptions::rotate_secret(c, &id, now, overlap)?;
+                let after = serde_json::json!({"previousSecretsExpireAt": expire});
+                let entry = entry(
+                    &actor,
+                    "subscription.rotate-secret",
+                    "subscription",
+                    id.to_string(),
+                    NOTHING,
+                    Some(&after),
+                );
+                Ok((secret, entry))
+            })
+        })
         .await
         .or_not_found(|| format!("subscription '{label}'"))?;
     Ok(HttpResponse::Ok().json(RotatedSecret {
