@@ -1,7 +1,6 @@
 //! `GET /audit/v1`: the audit log, newest first, and the entries the changing handlers record.
 
 use actix_web::{HttpResponse, web};
-use chrono::{NaiveDateTime, TimeDelta};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -9,7 +8,7 @@ use super::AppState;
 use super::auth::Principal;
 use super::error::ApiError;
 use super::iso;
-use super::list::{ListParams, page_response};
+use super::list::{ListParams, TimeBound, all_of, page_response, time_bound};
 use crate::domain::query::{self, CmpOp, Expr, FilterFields};
 use crate::domain::scope;
 use crate::store::audit::{self, Condition, Entry, Recorded};
@@ -75,40 +74,23 @@ impl From<Recorded> for EntryOut {
     }
 }
 
-fn timestamp(value: &str) -> Result<NaiveDateTime, ApiError> {
-    chrono::DateTime::parse_from_rfc3339(value).map(|t| t.naive_utc()).map_err(|_| {
-        ApiError::bad_request(format!("'{value}' is not an ISO-8601 time such as 2026-01-01T00:00:00Z"))
-    })
-}
-
 fn conditions(expr: &Expr, out: &mut Vec<Condition>) -> Result<(), ApiError> {
-    match expr {
-        Expr::And(a, b) => {
-            conditions(a, out)?;
-            conditions(b, out)
-        }
-        Expr::Or(..) | Expr::Not(_) => {
-            Err(ApiError::bad_request("audit filters combine comparisons with 'and' only"))
-        }
-        Expr::Cmp { field, op, values } => {
-            let first = values.first().cloned().unwrap_or_default();
-            let tick = TimeDelta::microseconds(1);
-            out.push(match (field.as_str(), op) {
-                ("actor", _) => Condition::ActorIs(first),
-                ("action", _) => Condition::ActionIs(first),
-                ("resourceType", _) => Condition::ResourceTypeIs(first),
-                ("resourceId", _) => Condition::ResourceIdIs(first),
-                ("at", CmpOp::Ge) => Condition::AtLeast(timestamp(&first)?),
-                ("at", CmpOp::Gt) => Condition::AtLeast(timestamp(&first)? + tick),
-                ("at", CmpOp::Lt) => Condition::Before(timestamp(&first)?),
-                ("at", _) => Condition::Before(timestamp(&first)? + tick),
-                (other, _) => {
-                    return Err(ApiError::bad_request(format!("filtering on '{other}' is not supported")));
-                }
-            });
-            Ok(())
-        }
-    }
+    all_of(expr, "audit", out, &|field, op, values| {
+        let first = values.first().cloned().unwrap_or_default();
+        Ok(match (field, op) {
+            ("actor", _) => Condition::ActorIs(first),
+            ("action", _) => Condition::ActionIs(first),
+            ("resourceType", _) => Condition::ResourceTypeIs(first),
+            ("resourceId", _) => Condition::ResourceIdIs(first),
+            ("at", op) => match time_bound(op, &first)? {
+                TimeBound::AtLeast(at) => Condition::AtLeast(at),
+                TimeBound::Before(at) => Condition::Before(at),
+            },
+            (other, _) => {
+                return Err(ApiError::bad_request(format!("filtering on '{other}' is not supported")));
+            }
+        })
+    })
 }
 
 /// Entries newest first; filters `actor`, `action`, `resourceType`, `resourceId` (eq) and `at`

@@ -2,7 +2,7 @@
 //! invocation list and detail.
 
 use actix_web::{HttpResponse, web};
-use chrono::{NaiveDateTime, TimeDelta};
+use chrono::TimeDelta;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -267,43 +267,25 @@ pub(super) const LIST_FILTERS: FilterFields = &[
 pub(super) const DEAD_LETTER_FILTERS: FilterFields =
     &[LIST_FILTERS[0], LIST_FILTERS[1], LIST_FILTERS[3], LIST_FILTERS[4]];
 
-fn timestamp(value: &str) -> Result<NaiveDateTime, ApiError> {
-    chrono::DateTime::parse_from_rfc3339(value).map(|t| t.naive_utc()).map_err(|_| {
-        ApiError::bad_request(format!("'{value}' is not an ISO-8601 time such as 2026-01-01T00:00:00Z"))
-    })
-}
-
 /// Turns a filter of `and`-ed comparisons into store conditions.
 pub(super) fn conditions(expr: &query::Expr, out: &mut Vec<Condition>) -> Result<(), ApiError> {
-    match expr {
-        query::Expr::And(a, b) => {
-            conditions(a, out)?;
-            conditions(b, out)
-        }
-        query::Expr::Or(..) | query::Expr::Not(_) => {
-            Err(ApiError::bad_request("invocation filters combine comparisons with 'and' only"))
-        }
-        query::Expr::Cmp { field, op, values } => {
-            let first = values.first().cloned().unwrap_or_default();
-            let upper = |v: &String| v.to_ascii_uppercase();
-            out.push(match (field.as_str(), op) {
-                ("triggerId", _) => Condition::TriggerIs(first),
-                ("subscriptionId", _) => Condition::SubscriptionIs(first.to_ascii_lowercase()),
-                ("state", _) => Condition::StateIn(values.iter().map(upper).collect()),
-                ("type", _) => Condition::KindIs(upper(&first)),
-                ("created", CmpOp::Ge) => Condition::CreatedAtLeast(timestamp(&first)?),
-                ("created", CmpOp::Gt) => {
-                    Condition::CreatedAtLeast(timestamp(&first)? + TimeDelta::microseconds(1))
-                }
-                ("created", CmpOp::Lt) => Condition::CreatedBefore(timestamp(&first)?),
-                ("created", _) => Condition::CreatedBefore(timestamp(&first)? + TimeDelta::microseconds(1)),
-                (other, _) => {
-                    return Err(ApiError::bad_request(format!("filtering on '{other}' is not supported")));
-                }
-            });
-            Ok(())
-        }
-    }
+    super::list::all_of(expr, "invocation", out, &|field, op, values| {
+        let first = values.first().cloned().unwrap_or_default();
+        let upper = |v: &String| v.to_ascii_uppercase();
+        Ok(match (field, op) {
+            ("triggerId", _) => Condition::TriggerIs(first),
+            ("subscriptionId", _) => Condition::SubscriptionIs(first.to_ascii_lowercase()),
+            ("state", _) => Condition::StateIn(values.iter().map(upper).collect()),
+            ("type", _) => Condition::KindIs(upper(&first)),
+            ("created", op) => match super::list::time_bound(op, &first)? {
+                super::list::TimeBound::AtLeast(at) => Condition::CreatedAtLeast(at),
+                super::list::TimeBound::Before(at) => Condition::CreatedBefore(at),
+            },
+            (other, _) => {
+                return Err(ApiError::bad_request(format!("filtering on '{other}' is not supported")));
+            }
+        })
+    })
 }
 
 /// Every invocation, any state, newest first: filters `triggerId`, `subscriptionId`, `state`

@@ -7,6 +7,51 @@ use serde::{Deserialize, Serialize};
 use super::error::ApiError;
 use crate::domain::query::{self, FilterFields, MAX_LIMIT};
 
+/// Turns a filter of `and`-ed comparisons into conditions, each made by `leaf` from a field, an
+/// operator and the values; `what` names the list in the refusal of `or` and `not`.
+pub fn all_of<C>(
+    expr: &query::Expr,
+    what: &str,
+    out: &mut Vec<C>,
+    leaf: &impl Fn(&str, query::CmpOp, &[String]) -> Result<C, ApiError>,
+) -> Result<(), ApiError> {
+    match expr {
+        query::Expr::And(a, b) => {
+            all_of(a, what, out, leaf)?;
+            all_of(b, what, out, leaf)
+        }
+        query::Expr::Or(..) | query::Expr::Not(_) => {
+            Err(ApiError::bad_request(format!("{what} filters combine comparisons with 'and' only")))
+        }
+        query::Expr::Cmp { field, op, values } => {
+            out.push(leaf(field, *op, values)?);
+            Ok(())
+        }
+    }
+}
+
+/// One side of a time range a filter sets (`created ge "…"`, `at lt "…"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeBound {
+    AtLeast(chrono::NaiveDateTime),
+    Before(chrono::NaiveDateTime),
+}
+
+/// What `op` (ge, gt, le or lt) with an ISO-8601 `value` bounds.
+pub fn time_bound(op: query::CmpOp, value: &str) -> Result<TimeBound, ApiError> {
+    use query::CmpOp;
+    let at = chrono::DateTime::parse_from_rfc3339(value).map(|t| t.naive_utc()).map_err(|_| {
+        ApiError::bad_request(format!("'{value}' is not an ISO-8601 time such as 2026-01-01T00:00:00Z"))
+    })?;
+    let tick = chrono::TimeDelta::microseconds(1);
+    Ok(match op {
+        CmpOp::Gt => TimeBound::AtLeast(at + tick),
+        CmpOp::Lt => TimeBound::Before(at),
+        CmpOp::Le => TimeBound::Before(at + tick),
+        _ => TimeBound::AtLeast(at),
+    })
+}
+
 #[derive(Debug, Default, Deserialize)]
 pub struct ListParams {
     limit: Option<String>,

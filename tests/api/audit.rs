@@ -12,20 +12,6 @@ use crate::sources::{create_source, webhook_source};
 
 const BEARER: &str = "audit-bearer-9d8c7b6a";
 
-/// A token for a new client with `scopes`, and the client's id.
-async fn client_token(app: &TestApp, scopes: &[&str]) -> (String, String) {
-    let (id, secret) = app.create_client(scopes);
-    let response = app
-        .http
-        .post(app.url("/oauth/token"))
-        .form(&[("grant_type", "client_credentials"), ("client_id", &id), ("client_secret", &secret)])
-        .send()
-        .await
-        .unwrap();
-    let body: Value = response.json().await.unwrap();
-    (body["access_token"].as_str().unwrap().to_owned(), id)
-}
-
 async fn audit(app: &TestApp, query: &str) -> Value {
     let response = app.get(&format!("/audit/v1{query}")).await;
     assert_eq!(response.status(), 200);
@@ -39,7 +25,7 @@ fn actions(entries: &Value) -> Vec<&str> {
 #[actix_web::test]
 async fn every_change_is_recorded_with_who_when_and_what_and_no_secret() {
     let mut app = TestApp::spawn_with(|s| s.retry_schedule = Vec::new()).await;
-    let (token, actor) = client_token(&app, &["sp:scopes:all"]).await;
+    let (token, actor) = app.client_token(&["sp:scopes:all"]).await;
     app.token = token;
     let sink = Sink::start();
     sink.always(Reply::status(500));

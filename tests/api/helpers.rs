@@ -146,6 +146,11 @@ impl TestApp {
 
     /// A bearer token for a new client with `scopes`.
     pub async fn token_for(&self, scopes: &[&str]) -> String {
+        self.client_token(scopes).await.0
+    }
+
+    /// A bearer token for a new client with `scopes`, and the client's id.
+    pub async fn client_token(&self, scopes: &[&str]) -> (String, String) {
         let (id, secret) = self.create_client(scopes);
         let response = self
             .http
@@ -155,7 +160,8 @@ impl TestApp {
             .await
             .expect("token request");
         assert_eq!(response.status(), 200);
-        response.json::<Value>().await.expect("json")["access_token"].as_str().expect("token").to_owned()
+        let body: Value = response.json().await.expect("json");
+        (body["access_token"].as_str().expect("token").to_owned(), id)
     }
 
     pub fn url(&self, path: &str) -> String {
