@@ -258,13 +258,13 @@ pub(super) fn draft_of(
     Ok(Draft::new(trigger, input, content_json))
 }
 
-/// Checks every event against its trigger: known, enabled, input valid for its schema.
 /// The producer's W3C `traceparent`, when it sent a valid one: its events join that trace.
 fn trace_of(req: &HttpRequest) -> Option<crate::domain::trace::TraceParent> {
     let header = req.headers().get("traceparent")?.to_str().ok()?;
     crate::domain::trace::TraceParent::parse(header)
 }
 
+/// Checks every event against its trigger: known, enabled, input valid for its schema.
 /// Returns the drafts, and each event's `contentJson` as the answer shows it.
 async fn check_all(
     state: &AppState,

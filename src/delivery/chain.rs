@@ -36,7 +36,13 @@ impl Chained {
 /// The events `claimed` publishes through `chain`: one per input that the chain's `inputPath`
 /// picks from the payload, each checked against the target trigger's input schema. A test
 /// invocation checks the same and publishes nothing.
-pub fn deliver(schemas: &Schemas, claimed: &Claimed, target: &Target, chain: &ChainTarget) -> Chained {
+pub fn deliver(
+    schemas: &Schemas,
+    claimed: &Claimed,
+    target: &Target,
+    chain: &ChainTarget,
+    trace: TraceParent,
+) -> Chained {
     let invocation = &claimed.invocation;
     if target.request_response.is_some() {
         return Chained::failed(format!(
@@ -76,8 +82,7 @@ pub fn deliver(schemas: &Schemas, claimed: &Claimed, target: &Target, chain: &Ch
             ));
         }
         let Value::Object(input) = &value else { unreachable!("inputs are objects") };
-        // The published events continue the trace of the event delivered.
-        let trace = claimed.trace.map_or_else(TraceParent::start, |t| t.child());
+        // The published events continue the trace, from this delivery's span.
         drafts.push(Draft { trace, ..Draft::new(trigger, input, &content) });
     }
     let event_ids: Vec<&str> = drafts.iter().take(LISTED_IDS).map(|d| d.event_id.as_str()).collect();

@@ -125,7 +125,7 @@ impl Sender {
             let http = match &subscription.spec.target {
                 SubscriptionTarget::Http(http) => http,
                 SubscriptionTarget::Trigger(chain) => {
-                    let chained = super::chain::deliver(&self.schemas, claimed, target, chain);
+                    let chained = super::chain::deliver(&self.schemas, claimed, target, chain, trace);
                     let a = attempt(None, chained.response, chained.error);
                     tracing::debug!(next = ?chained.next, "chained delivery finished");
                     return Outcome {

@@ -75,9 +75,9 @@ pub(super) fn count_targeting(conn: &mut AnyConnection, trigger: &TriggerId) -> 
 }
 
 /// Publishes the events of the chained deliveries among `outcomes` whose lease `owner` still
-/// holds, adding their triggers to `published`, and returns the outcomes left to record. An event already `MAX_DEPTH` links down a
-/// chain publishes nothing: its invocation is dead, with the reason. Call it in the write
-/// transaction that records the outcomes.
+/// holds, adding their triggers to `published`, and returns the outcomes left to record. An
+/// event already `MAX_DEPTH` links down a chain publishes nothing: its invocation is dead, with
+/// the reason. Call it in the write transaction that records the outcomes.
 pub(super) fn settle(
     conn: &mut AnyConnection,
     owner: &str,

@@ -114,8 +114,12 @@ impl Resealed {
 pub fn rotate(conn: &mut AnyConnection, ring: &Keyring) -> Result<Resealed, StoreError> {
     let done = reseal(conn, ring)?;
     let check = ring.seal(CHECK, CHECK_TEXT);
-    diesel::delete(meta::table.find(CHECK)).execute(conn)?;
-    diesel::insert_into(meta::table).values((meta::key.eq(CHECK), meta::value.eq(check))).execute(conn)?;
+    let replaced = diesel::update(meta::table.find(CHECK)).set(meta::value.eq(&check)).execute(conn)?;
+    if replaced == 0 {
+        diesel::insert_into(meta::table)
+            .values((meta::key.eq(CHECK), meta::value.eq(&check)))
+            .execute(conn)?;
+    }
     Ok(done)
 }
 

@@ -1,8 +1,6 @@
 //! The audit log: every change to triggers, subscriptions, sources and API clients, and every
 //! replay and erasure, with who, when, and the resource before and after, secrets left out.
 
-use std::process::Command;
-
 use chrono::TimeDelta;
 use serde_json::{Value, json};
 
@@ -148,17 +146,7 @@ async fn the_audit_log_filters_pages_needs_its_scope_and_is_purged_after_its_ret
 #[actix_web::test]
 async fn api_clients_made_and_revoked_on_the_database_are_recorded_as_the_cli() {
     let app = TestApp::spawn().await;
-    let run = |args: &[&str]| {
-        let output = Command::new(env!("CARGO_BIN_EXE_hookgate"))
-            .args(args)
-            .env("HOOKGATE_DATABASE_URL", app.db.url())
-            .env("HOOKGATE_ENCRYPTION_KEY", hookgate::config::TEST_KEY)
-            .env("HOOKGATE_LOG", "warn")
-            .output()
-            .unwrap();
-        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-        output.stdout
-    };
+    let run = |args: &[&str]| crate::cli::stdout(&crate::cli::hookgate(&app.db, args)).into_bytes();
     let created: Value = serde_json::from_slice(&run(&[
         "client",
         "create",

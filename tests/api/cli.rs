@@ -4,7 +4,7 @@ use serde_json::Value;
 
 use crate::helpers::TestDb;
 
-fn hookgate(db: &TestDb, args: &[&str]) -> Output {
+pub fn hookgate(db: &TestDb, args: &[&str]) -> Output {
     let dir = tempfile::tempdir().unwrap();
     Command::new(env!("CARGO_BIN_EXE_hookgate"))
         .args(args)
@@ -16,7 +16,7 @@ fn hookgate(db: &TestDb, args: &[&str]) -> Output {
         .unwrap()
 }
 
-fn stdout(output: &Output) -> String {
+pub fn stdout(output: &Output) -> String {
     assert!(output.status.success(), "stderr: {}", String::from_utf8_lossy(&output.stderr));
     String::from_utf8(output.stdout.clone()).unwrap()
 }
