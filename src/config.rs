@@ -30,6 +30,7 @@
 //! | `encryption_key` / `HOOKGATE_ENCRYPTION_KEY` | base64 of 32 random bytes sealing secrets at rest; several (comma-separated): the first seals, all open | SQLite: a key file beside the database |
 //! | `encryption_key_file` / `HOOKGATE_ENCRYPTION_KEY_FILE` | a file holding such keys              | none             |
 //! | `retention_audit` / `HOOKGATE_RETENTION_AUDIT` | how long an audit entry is kept        | `90d`            |
+//! | `disable_after` / `HOOKGATE_DISABLE_AFTER` | switch off a subscription whose deliveries all failed this long (`off`: never) | `5d` |
 //! | `metrics_token` / `HOOKGATE_METRICS_TOKEN` | bearer token `GET /metrics` requires       | none (open)      |
 //! | `log` / `HOOKGATE_LOG`                     | tracing filter                            | `info`           |
 //! | `log_format` / `HOOKGATE_LOG_FORMAT`       | `pretty` or `json`                        | `pretty`         |
@@ -68,6 +69,7 @@ const ENV_KEYS: &[&str] = &[
     "retention_delivered",
     "retention_dead",
     "retention_audit",
+    "disable_after",
     "purge",
     "metrics_token",
     "encryption_key",
@@ -108,6 +110,7 @@ struct RawSettings {
     retention_delivered: String,
     retention_dead: String,
     retention_audit: String,
+    disable_after: String,
     purge: bool,
     metrics_token: Option<String>,
     encryption_key: Option<String>,
@@ -147,6 +150,7 @@ impl Default for RawSettings {
             retention_delivered: "7d".into(),
             retention_dead: "30d".into(),
             retention_audit: "90d".into(),
+            disable_after: "5d".into(),
             purge: true,
             metrics_token: None,
             encryption_key: None,
@@ -209,6 +213,8 @@ pub struct Settings {
     pub retention_dead: Duration,
     /// How long audit entries are kept.
     pub retention_audit: Duration,
+    /// Switch off a subscription whose deliveries have all failed for this long; `None`: never.
+    pub disable_after: Option<Duration>,
     /// Run the background purge on this instance.
     pub purge: bool,
     /// The bearer token `GET /metrics` requires; `None`: it is open.
@@ -344,6 +350,10 @@ impl Settings {
             retention_delivered: parse_retention(&raw.retention_delivered, "retention_delivered")?,
             retention_dead: parse_retention(&raw.retention_dead, "retention_dead")?,
             retention_audit: parse_retention(&raw.retention_audit, "retention_audit")?,
+            disable_after: match raw.disable_after.trim() {
+                "off" => None,
+                text => Some(parse_retention(text, "disable_after")?),
+            },
             purge: raw.purge,
             metrics_token: metrics_token(raw.metrics_token)?,
             encryption: key_source(raw.encryption_key, raw.encryption_key_file)?,
@@ -379,6 +389,7 @@ impl Settings {
         settings.scheduler = false;
         settings.sources = false;
         settings.purge = false;
+        settings.disable_after = None;
         settings.delivery_timeout = Duration::from_secs(2);
         settings.allowed_target_networks = vec![ipnet::IpNet::from(std::net::IpAddr::from([127, 0, 0, 1]))];
         settings.encryption = KeySource::Keys(crate::domain::secret::Secret::new(TEST_KEY));

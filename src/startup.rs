@@ -13,7 +13,7 @@ use crate::api::{self, AppState};
 use crate::clock::SharedClock;
 use crate::config::Settings;
 use crate::delivery::{Dispatcher, Publisher, Scheduler};
-use crate::domain::catalog::default_catalog;
+use crate::domain::catalog::{default_catalog, operational_catalog};
 use crate::store::{self, Store};
 
 pub struct Application {
@@ -44,13 +44,20 @@ pub fn open_store(settings: &Settings, clock: &SharedClock) -> anyhow::Result<St
         tracing::info!(migrations = applied, backend = store.backend().name(), "database migrated");
     }
     crate::keys::install(settings, &store)?;
-    let catalog = default_catalog().context("loading the default trigger catalog")?;
     let now = clock.now();
-    let seeded = store
-        .run_blocking(|conn| store::triggers::seed_catalog(conn, &catalog, now))
-        .context("seeding the trigger catalog")?;
-    if seeded > 0 {
-        tracing::info!(triggers = seeded, "default trigger catalog seeded");
+    for (marker, catalog) in [
+        (store::triggers::DEFAULT_CATALOG, default_catalog().context("loading the default trigger catalog")?),
+        (
+            store::triggers::OPERATIONAL_CATALOG,
+            operational_catalog().context("loading the operational triggers")?,
+        ),
+    ] {
+        let seeded = store
+            .run_blocking(move |conn| store::triggers::seed_catalog(conn, marker, &catalog, now))
+            .context("seeding the trigger catalog")?;
+        if seeded > 0 {
+            tracing::info!(triggers = seeded, catalog = marker, "trigger catalog seeded");
+        }
     }
     Ok(store)
 }
@@ -91,7 +98,7 @@ impl Application {
             workers.push(actix_web::rt::spawn(scheduler.clone().run(stopped.clone())));
         }
         let tally = Arc::new(crate::sources::Tally::default());
-        workers.push(actix_web::rt::spawn(tally.clone().run(store.clone(), stopped.clone())));
+        workers.push(actix_web::rt::spawn(tally.clone().run(store.clone(), clock.clone(), stopped.clone())));
         let poller = Arc::new(crate::sources::Poller::new(
             store.clone(),
             clock.clone(),
@@ -117,6 +124,10 @@ impl Application {
             Arc::new(crate::retention::Purger::new(store.clone(), clock.clone(), retention, metrics.clone()));
         if settings.purge {
             workers.push(actix_web::rt::spawn(purger.clone().run(stopped.clone())));
+        }
+        if let Some(after) = settings.disable_after {
+            let sweeper = Arc::new(crate::health::Sweeper::new(store.clone(), clock.clone(), after));
+            workers.push(actix_web::rt::spawn(sweeper.run(stopped.clone())));
         }
         let state = web::Data::new(AppState {
             store: store.clone(),

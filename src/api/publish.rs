@@ -220,7 +220,7 @@ fn respond(body: String, replayed: bool) -> HttpResponse {
     response.body(body)
 }
 
-/// The trigger `raw` names, if it exists and is enabled.
+/// The trigger `raw` names, if it exists, is enabled and is not one hookgate publishes on.
 pub(super) async fn live_trigger(state: &AppState, raw: &str) -> Result<Arc<Trigger>, ApiError> {
     let unknown = || ApiError::bad_request(format!("triggerId '{raw}' does not name a trigger"));
     let id: TriggerId = raw.parse().map_err(|_| unknown())?;
@@ -228,6 +228,12 @@ pub(super) async fn live_trigger(state: &AppState, raw: &str) -> Result<Arc<Trig
         StoreError::NotFound => unknown(),
         other => other.into(),
     })?;
+    if crate::domain::catalog::is_operational(trigger.id.as_str()) {
+        return Err(ApiError::bad_request(format!(
+            "trigger '{}' is one of hookgate's operational triggers: only hookgate publishes on it",
+            trigger.id
+        )));
+    }
     if !trigger.enabled {
         return Err(ApiError::Conflict(format!(
             "trigger '{}' is disabled; enable it to publish",

@@ -13,6 +13,7 @@ use futures_util::StreamExt as _;
 use futures_util::stream::FuturesUnordered;
 use tokio::sync::{mpsc, watch};
 
+use super::flow::Flow;
 use super::intake::Intake;
 use super::lanes::Lanes;
 use super::recorder;
@@ -158,7 +159,8 @@ impl Dispatcher {
                 targets.get(claimed.invocation.subscription_id.as_str()).and_then(|(t, _)| t.as_deref());
             self.sender.deliver(claimed, target)
         });
-        let outcomes: Vec<Outcome> = futures_util::future::join_all(deliveries).await;
+        let outcomes: Vec<Outcome> =
+            futures_util::future::join_all(deliveries).await.into_iter().map(|d| d.outcome).collect();
         let handled = outcomes.len();
         self.recorder().record(Arc::new(outcomes)).await?;
         Ok(handled)
@@ -323,25 +325,31 @@ impl Dispatcher {
     ) {
         let mut lanes = Lanes::default();
         let mut targets = Targets::new(self.store.clone(), self.clock.clone());
+        let mut flow = Flow::new(self.store.clone(), self.clock.clone(), self.intake.owner().to_owned());
         let mut running = FuturesUnordered::new();
         let mut closing = *shutdown.borrow();
         let mut tick = tokio::time::interval(Duration::from_millis(250));
         loop {
             while !closing && running.len() < self.max_in_flight {
-                let Some(claimed) = lanes.next(self.per_subscription) else { break };
+                let Some(claimed) = lanes.next(self.per_subscription, |sub, n| flow.admit(sub, n)) else {
+                    break;
+                };
                 let sub = claimed.invocation.subscription_id.to_string();
                 let target = targets.get(&sub);
                 let this = self.clone();
                 running.push(async move {
                     let started = Instant::now();
-                    let outcome = this.sender.deliver(&claimed, target.as_deref()).await;
+                    let delivered = this.sender.deliver(&claimed, target.as_deref()).await;
                     let ordered = claimed.invocation.order_key.is_some();
-                    (sub, Finished { outcome, ordered }, started.elapsed())
+                    let finished = Finished { outcome: delivered.outcome, ordered };
+                    (sub, target, delivered.pushback, finished, started.elapsed())
                 });
             }
             if closing && running.is_empty() {
                 break;
             }
+            flow.ask(&lanes);
+            let next_start = flow.next_start().map(tokio::time::Instant::from_std);
             tokio::select! {
                 item = queue.recv(), if !closing => {
                     let Some(first) = item else { closing = true; continue };
@@ -350,20 +358,31 @@ impl Dispatcher {
                         arrivals.push(more);
                     }
                     targets.refresh(arrivals.iter().map(|c| c.invocation.subscription_id.as_str())).await;
+                    let mut last = None::<String>;
                     for claimed in arrivals {
+                        let sub = claimed.invocation.subscription_id.as_str();
+                        if last.as_deref() != Some(sub) {
+                            flow.watch(sub, targets.get(sub).as_deref());
+                            last = Some(sub.to_owned());
+                        }
                         lanes.push(claimed);
                     }
                 }
-                Some((sub, finished, took)) = running.next(), if !running.is_empty() => {
+                Some((sub, target, pushback, finished, took)) = running.next(), if !running.is_empty() => {
+                    if let Some(pushback) = pushback {
+                        flow.push_back(&sub, target.as_deref(), pushback, lanes.observed_rate(&sub, took));
+                    }
                     lanes.finished(&sub, took);
                     let _ = outcomes.send(finished);
                 }
+                () = flow.answer() => {}
+                () = tokio::time::sleep_until(next_start.unwrap_or_else(tokio::time::Instant::now)), if next_start.is_some() => {}
                 changed = shutdown.changed(), if !closing => {
                     closing = changed.is_err() || *shutdown.borrow();
                 }
                 _ = tick.tick() => {}
             }
-            for (claimed, wait) in lanes.trim_slow(self.per_subscription, self.lease) {
+            for (claimed, wait) in lanes.trim(self.per_subscription, self.lease, |sub| flow.pace(sub)) {
                 let ordered = claimed.invocation.order_key.is_some();
                 let _ = outcomes.send(Finished { outcome: self.deferred(&claimed, wait), ordered });
             }
@@ -386,6 +405,7 @@ impl Dispatcher {
             next: Next::Deferred(now + TimeDelta::from_std(wait).unwrap_or(TimeDelta::seconds(1))),
             effect: Effect::None,
             refused: false,
+            subscription: None,
         }
     }
 }

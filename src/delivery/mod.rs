@@ -5,6 +5,7 @@
 
 mod chain;
 mod dispatcher;
+mod flow;
 pub mod guard;
 mod intake;
 mod lanes;

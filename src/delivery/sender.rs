@@ -45,6 +45,42 @@ pub struct Target {
     pub publishes_on: Option<Trigger>,
 }
 
+/// A subscriber asking to be sent less: a 429 or 503, with its `Retry-After`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pushback {
+    pub retry_after: Option<Duration>,
+}
+
+impl Pushback {
+    fn of(result: &AttemptResult) -> Option<Self> {
+        match *result {
+            AttemptResult::Status { code: 429 | 503, retry_after } => Some(Self { retry_after }),
+            AttemptResult::Status { .. } | AttemptResult::Failed { .. } => None,
+        }
+    }
+}
+
+/// The status an attempt was answered with, if it was answered.
+fn status_of(result: &AttemptResult) -> Option<u16> {
+    match *result {
+        AttemptResult::Status { code, .. } => Some(code),
+        AttemptResult::Failed { .. } => None,
+    }
+}
+
+/// One attempt's outcome, and whether its subscriber pushed back.
+#[derive(Debug)]
+pub struct Delivered {
+    pub outcome: Outcome,
+    pub pushback: Option<Pushback>,
+}
+
+impl From<Outcome> for Delivered {
+    fn from(outcome: Outcome) -> Self {
+        Self { outcome, pushback: None }
+    }
+}
+
 pub struct Sender {
     clock: SharedClock,
     metrics: Arc<Metrics>,
@@ -85,7 +121,7 @@ impl Sender {
         })
     }
 
-    pub async fn deliver(&self, claimed: &Claimed, target: Option<&Target>) -> Outcome {
+    pub async fn deliver(&self, claimed: &Claimed, target: Option<&Target>) -> Delivered {
         let invocation = &claimed.invocation;
         let trace = claimed.trace.map_or_else(TraceParent::start, |t| t.child());
         let span = tracing::debug_span!(
@@ -112,14 +148,24 @@ impl Sender {
                 next: Next::Dead,
                 effect: Effect::None,
                 refused: false,
+                subscription: None,
+            };
+            // An attempt made (or refused by the guard) tells of its subscription's health.
+            let tried = |attempt: Attempt, next: Next, effect: Effect, refused: bool| Outcome {
+                invocation: invocation.id.clone(),
+                attempt,
+                next,
+                effect,
+                refused,
+                subscription: Some(invocation.subscription_id.clone()),
             };
             let Some(target) = target else {
-                return dead("the subscription was deleted".into());
+                return dead("the subscription was deleted".into()).into();
             };
             let eligibility =
                 Eligibility::of(&target.subscription, invocation.kind, invocation.deliver_when_disabled);
             if let Some(reason) = eligibility.refusal() {
-                return dead(reason);
+                return dead(reason).into();
             }
             let subscription = &target.subscription;
             let http = match &subscription.spec.target {
@@ -128,18 +174,13 @@ impl Sender {
                     let chained = super::chain::deliver(&self.schemas, claimed, target, chain, trace);
                     let a = attempt(None, chained.response, chained.error);
                     tracing::debug!(next = ?chained.next, "chained delivery finished");
-                    return Outcome {
-                        invocation: invocation.id.clone(),
-                        attempt: a,
-                        next: chained.next,
-                        effect: chained.effect,
-                        refused: false,
-                    };
+                    return tried(a, chained.next, chained.effect, false).into();
                 }
             };
             let trigger = target.request_response.as_ref();
             let Sent { result, response, error, refused } =
                 self.send(claimed, http, &target.keys, trigger.is_some(), &trace).await;
+            let pushback = Pushback::of(&result);
             if let Some(trigger) = trigger
                 && let Some((next, failure)) = self.answered(
                     trigger,
@@ -149,35 +190,21 @@ impl Sender {
                     response.as_deref(),
                 )
             {
-                let code = match result {
-                    AttemptResult::Status { code, .. } => Some(code),
-                    AttemptResult::Failed { .. } => None,
-                };
-                let mut a = attempt(code, response.map(|r| truncate(r, MAX_RESPONSE_BYTES)), error);
+                let mut a =
+                    attempt(status_of(&result), response.map(|r| truncate(r, MAX_RESPONSE_BYTES)), error);
                 if let Some(reason) = failure {
                     a.error = Some(reason);
                 }
                 tracing::debug!(status = ?a.status, next = ?next, "request/response attempt finished");
-                return Outcome {
-                    invocation: invocation.id.clone(),
-                    attempt: a,
-                    next,
-                    effect: Effect::None,
-                    refused,
-                };
+                let outcome = tried(a, next, Effect::None, refused);
+                return Delivered { outcome, pushback };
             }
             let response = response.map(|r| truncate(r, MAX_RESPONSE_BYTES));
-            let a = attempt(
-                match result {
-                    AttemptResult::Status { code, .. } => Some(code),
-                    AttemptResult::Failed { .. } => None,
-                },
-                response,
-                error,
-            );
+            let a = attempt(status_of(&result), response, error);
             let (next, effect) = self.next_after(invocation, &result, started_at);
             tracing::debug!(status = ?a.status, next = ?next, "attempt finished");
-            Outcome { invocation: invocation.id.clone(), attempt: a, next, effect, refused }
+            let outcome = tried(a, next, effect, refused);
+            Delivered { outcome, pushback }
         }
         .instrument(span)
         .await

@@ -22,6 +22,20 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     }
 }
 
+/// Writes a duration as [`parse_duration`] reads it, in the largest unit that divides it.
+pub fn format_duration(d: Duration) -> String {
+    let secs = d.as_secs();
+    if d.subsec_nanos() != 0 || secs == 0 {
+        return format!("{}ms", d.as_millis());
+    }
+    for (unit, size) in [("d", 86_400), ("h", 3600), ("m", 60)] {
+        if secs.is_multiple_of(size) {
+            return format!("{}{unit}", secs / size);
+        }
+    }
+    format!("{secs}s")
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IsoDuration {
     text: String,
@@ -98,6 +112,14 @@ impl std::str::FromStr for IsoDuration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn short_durations_are_written_as_they_are_read() {
+        for text in ["5d", "36h", "90m", "61s", "1500ms"] {
+            assert_eq!(format_duration(parse_duration(text).unwrap()), text);
+        }
+        assert_eq!(format_duration(Duration::from_secs(86_400 * 5)), "5d");
+    }
 
     #[test]
     fn parses_the_durations_sailpoint_uses() {

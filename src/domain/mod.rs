@@ -5,6 +5,7 @@ pub mod chain;
 pub mod duration;
 pub mod event;
 pub mod filter;
+pub mod flow;
 pub mod ids;
 pub mod invocation;
 pub mod keyring;

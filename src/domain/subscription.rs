@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use super::duration::IsoDuration;
 use super::filter::Filter;
+use super::flow::{Brake, Limits};
 use super::ids::{SubscriptionId, TriggerId};
 use super::secret::Secret;
 
@@ -156,6 +157,8 @@ pub struct SubscriptionSpec {
     pub enabled: bool,
     pub filter: Option<Filter>,
     pub ordering: Ordering,
+    /// Flow control (a hookgate extension): `rateLimit` and `maxInFlight`.
+    pub limits: Limits,
 }
 
 #[derive(Debug, Clone)]
@@ -168,6 +171,9 @@ pub struct Subscription {
     pub updated: NaiveDateTime,
     /// Why the subscription was switched off by hookgate (a 410 Gone), while it stays off.
     pub disabled_reason: Option<String>,
+    /// The brake a subscriber's pushback (429, 503) put on its rate, while it is on or until it
+    /// is next put on.
+    pub brake: Option<Brake>,
 }
 
 /// Checks that `url` is an absolute http(s) URL with a host.

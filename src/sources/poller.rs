@@ -78,7 +78,10 @@ impl Poller {
                 continue;
             }
             match self.poll(&source, fetch, now).await {
-                Ok(n) => fired += n,
+                Ok(n) => {
+                    self.tally.worked(&source.id);
+                    fired += n;
+                }
                 Err(failure) => {
                     tracing::debug!(source = %source.id, error = %failure, "a source's fetch failed; trying again at its next interval");
                     self.tally.failed(&source.id, failure);

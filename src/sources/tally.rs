@@ -34,7 +34,10 @@ impl Tally {
 
     /// A message arrived.
     pub fn received(&self, id: &SourceId) {
-        self.with(id, |a| a.received += 1);
+        self.with(id, |a| {
+            a.received += 1;
+            a.working = Some(true);
+        });
     }
 
     /// A message fired an event at `at`.
@@ -68,9 +71,17 @@ impl Tally {
     }
 
     /// Something went wrong that is no message's fault (a fetch that failed): shown as the
-    /// source's last error.
+    /// source's last error, and the source is failing until it works again.
     pub fn failed(&self, id: &SourceId, error: String) {
-        self.with(id, |a| a.last_error = Some(error));
+        self.with(id, |a| {
+            a.last_error = Some(error);
+            a.working = Some(false);
+        });
+    }
+
+    /// The source worked: a fetch answered, or a message arrived.
+    pub fn worked(&self, id: &SourceId) {
+        self.with(id, |a| a.working = Some(true));
     }
 
     /// `stored` with what this instance has not written yet.
@@ -93,7 +104,7 @@ impl Tally {
     }
 
     /// Writes what was counted; on failure keeps it for the next write.
-    pub async fn write(&self, store: &Store) {
+    pub async fn write(&self, store: &Store, now: NaiveDateTime) {
         let taken: Vec<(SourceId, Activity)> = {
             let mut unwritten = self.unwritten.lock().unwrap_or_else(PoisonError::into_inner);
             unwritten.drain().collect()
@@ -102,7 +113,7 @@ impl Tally {
             return;
         }
         let batch = taken.clone();
-        if let Err(e) = store.write(move |c| store::sources::record_activity(c, &batch)).await {
+        if let Err(e) = store.write(move |c| store::sources::record_activity(c, &batch, now)).await {
             tracing::warn!(error = %e, "could not write the sources' counts; keeping them for the next try");
             let mut unwritten = self.unwritten.lock().unwrap_or_else(PoisonError::into_inner);
             for (id, old) in taken {
@@ -112,6 +123,7 @@ impl Tally {
                 now.rejected += old.rejected;
                 now.last_event_at = now.last_event_at.max(old.last_event_at);
                 now.last_error = now.last_error.take().or(old.last_error);
+                now.working = now.working.or(old.working);
                 let mut rejections = old.rejections;
                 rejections.append(&mut now.rejections);
                 let extra = rejections.len().saturating_sub(KEEP_REFUSED);
@@ -122,13 +134,18 @@ impl Tally {
     }
 
     /// Writes the counts about once a second until `stop`, and once more then.
-    pub async fn run(self: std::sync::Arc<Self>, store: Store, mut stop: tokio::sync::watch::Receiver<bool>) {
+    pub async fn run(
+        self: std::sync::Arc<Self>,
+        store: Store,
+        clock: crate::clock::SharedClock,
+        mut stop: tokio::sync::watch::Receiver<bool>,
+    ) {
         loop {
             tokio::select! {
                 () = tokio::time::sleep(WRITE_EVERY) => {}
                 _ = stop.changed() => {}
             }
-            self.write(&store).await;
+            self.write(&store, clock.now()).await;
             if stop.has_changed().is_err() || *stop.borrow() {
                 return;
             }

@@ -149,6 +149,7 @@ pub const ACTIONS: &[&str] = &[
     "trigger.delete",
     "subscription.create",
     "subscription.update",
+    "subscription.disable",
     "subscription.delete",
     "subscription.rotate-secret",
     "source.create",

@@ -63,11 +63,13 @@ pub fn take_over_dead(
     .set(invocations::lease_expires_at.eq(now))
     .execute(conn)?;
     diesel::delete(instances::table.filter(instances::id.eq_any(&dead))).execute(conn)?;
+    super::flow::forget(conn, &dead)?;
     Ok(Takeover { dead, invocations })
 }
 
 /// Forgets `id` (a graceful stop, after it gave back its work).
 pub fn leave(conn: &mut AnyConnection, id: &str) -> Result<(), StoreError> {
     diesel::delete(instances::table.find(id)).execute(conn)?;
+    super::flow::forget(conn, &[id.to_owned()])?;
     Ok(())
 }

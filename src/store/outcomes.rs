@@ -13,9 +13,12 @@ use diesel::sql_types::{Integer, Nullable, Text, Timestamp};
 use diesel::sqlite::Sqlite;
 
 use super::invocations::insert_rows;
-use super::pg_batch::{AttemptColumns, ChangeColumns, RecordOutcomes};
+use super::pg_batch::{AttemptColumns, ChangeColumns, HealthColumns, RecordOutcomes};
 use super::schema::attempts;
+use super::subscriptions::Disabling;
 use super::{AnyConnection, StoreError, write_transaction};
+use super::{health, operational};
+use crate::domain::catalog;
 use crate::domain::ids::{InvocationId, SubscriptionId};
 use crate::domain::invocation::{Attempt, DeadReason, Next};
 
@@ -28,6 +31,9 @@ pub struct Outcome {
     pub effect: Effect,
     /// Stopped by the SSRF guard: no request was made.
     pub refused: bool,
+    /// The subscription whose health the attempt tells of; `None` when nothing was tried (the
+    /// invocation could not go to it, or was put off).
+    pub subscription: Option<SubscriptionId>,
 }
 
 /// What a recorded batch settled, as the metrics count it.
@@ -214,9 +220,10 @@ struct AttemptRow<'a> {
 
 /// Records a batch of outcomes: the invocations' new states (applied only where `owner` still
 /// holds the lease: a worker whose lease expired does not overrule the one that took over), a
-/// row in `attempts` for each failed attempt, the subscriptions a 410 switched off, and the
-/// events chained deliveries publish. Atomic by itself: on PostgreSQL one statement unless a
-/// subscription is switched off or events are published, else one transaction.
+/// row in `attempts` for each failed attempt, their subscriptions' health, the subscriptions a
+/// 410 switched off, and the events chained deliveries and operational triggers publish.
+/// Atomic by itself: on PostgreSQL one statement unless a subscription is switched off, an
+/// invocation dies or events are published, else one transaction.
 pub fn record(
     conn: &mut AnyConnection,
     owner: &str,
@@ -227,22 +234,24 @@ pub fn record(
     if outcomes.iter().any(|o| matches!(o.effect, Effect::Publish(_))) {
         return write_transaction(conn, |conn| {
             let settled = super::chains::settle(conn, owner, outcomes, now, &mut recorded.published)?;
-            record_settled(conn, owner, &settled, now)?;
+            record_settled(conn, owner, &settled, now, &mut recorded.published)?;
             recorded.count(&settled);
             Ok(recorded)
         });
     }
-    record_settled(conn, owner, outcomes, now)?;
+    record_settled(conn, owner, outcomes, now, &mut recorded.published)?;
     recorded.count(outcomes);
     Ok(recorded)
 }
 
-/// [`record`] for outcomes that publish nothing.
+/// [`record`] for outcomes that publish nothing of their own: the operational events they
+/// cause (a subscription switched off, an invocation dead) are published with them.
 fn record_settled(
     conn: &mut AnyConnection,
     owner: &str,
     outcomes: &[Outcome],
     now: NaiveDateTime,
+    published: &mut Vec<String>,
 ) -> Result<(), StoreError> {
     let changes: Vec<Change> = outcomes.iter().map(|o| Change::of(o, now)).collect();
     let failures: Vec<AttemptRow> = outcomes
@@ -259,6 +268,7 @@ fn record_settled(
             error: o.attempt.error.as_deref(),
         })
         .collect();
+    let health = health::Changes::of(outcomes);
     let disables: Vec<_> = outcomes
         .iter()
         .filter_map(|o| match &o.effect {
@@ -266,21 +276,33 @@ fn record_settled(
             Effect::None | Effect::Publish(_) => None,
         })
         .collect();
+    let dies = outcomes.iter().any(|o| o.next == Next::Dead);
     if let AnyConnection::Postgresql(pg) = conn
         && disables.is_empty()
+        && !dies
     {
-        return pg_record(pg, &changes, &failures, owner, now);
+        return pg_record(pg, &changes, &failures, &health, owner, now);
     }
     write_transaction(conn, |conn| {
+        let deaths = if dies { operational::deaths(conn, owner, outcomes, now)? } else { Vec::new() };
         match conn {
             AnyConnection::Sqlite(c) => {
                 sqlite_update(c, &changes, owner, now)?;
+                health::write_sqlite(c, &health)?;
                 insert_rows!(conn, attempts::table, failures);
             }
-            AnyConnection::Postgresql(c) => pg_record(c, &changes, &failures, owner, now)?,
+            AnyConnection::Postgresql(c) => pg_record(c, &changes, &failures, &health, owner, now)?,
         }
         for (subscription, reason) in disables {
-            super::subscriptions::disable(conn, subscription, reason, now)?;
+            let why = Disabling { reason: reason.clone(), failing: None };
+            if super::subscriptions::disable(conn, subscription, &why, now)? {
+                published.push(catalog::SUBSCRIPTION_DISABLED.to_owned());
+            }
+        }
+        for (about, input) in deaths {
+            if operational::publish(conn, catalog::INVOCATION_DEAD, input, Some(&about), now)? {
+                published.push(catalog::INVOCATION_DEAD.to_owned());
+            }
         }
         Ok(())
     })
@@ -291,6 +313,7 @@ fn pg_record(
     conn: &mut diesel::PgConnection,
     changes: &[Change],
     failures: &[AttemptRow],
+    health: &health::Changes,
     owner: &str,
     now: NaiveDateTime,
 ) -> Result<(), StoreError> {
@@ -320,11 +343,18 @@ fn pg_record(
         a.response.push(f.response);
         a.error.push(f.error);
     }
-    RecordOutcomes { now, owner, changes: c, failures: a }.execute(conn)?;
+    let mut h = HealthColumns { up: health.up.clone(), ..HealthColumns::default() };
+    for f in &health.down {
+        h.subscription_id.push(f.subscription);
+        h.since.push(f.since);
+        h.failures.push(f.failures);
+        h.last_error.push(f.last_error.as_deref());
+    }
+    RecordOutcomes { now, owner, changes: c, failures: a, health: h }.execute(conn)?;
     Ok(())
 }
 
-fn last_error(a: &Attempt) -> Option<String> {
+pub(super) fn last_error(a: &Attempt) -> Option<String> {
     match (&a.error, a.status) {
         (Some(e), _) => Some(e.clone()),
         (None, Some(status)) => Some(format!("subscriber answered HTTP {status}")),

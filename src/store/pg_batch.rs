@@ -169,13 +169,25 @@ pub(super) struct AttemptColumns<'a> {
     pub error: Vec<Option<&'a str>>,
 }
 
-/// Records a batch of outcomes in one statement: the failed attempts, and each invocation's
-/// new state where `owner` still holds its lease.
+/// Subscription health: the subscriptions healthy again, and those failing, one array per
+/// column (see `health::Changes`).
+#[derive(Default)]
+pub(super) struct HealthColumns<'a> {
+    pub up: Vec<&'a str>,
+    pub subscription_id: Vec<&'a str>,
+    pub since: Vec<NaiveDateTime>,
+    pub failures: Vec<i32>,
+    pub last_error: Vec<Option<&'a str>>,
+}
+
+/// Records a batch of outcomes in one statement: the failed attempts, the subscriptions'
+/// health, and each invocation's new state where `owner` still holds its lease.
 pub(super) struct RecordOutcomes<'a> {
     pub now: NaiveDateTime,
     pub owner: &'a str,
     pub changes: ChangeColumns<'a>,
     pub failures: AttemptColumns<'a>,
+    pub health: HealthColumns<'a>,
 }
 
 impl QueryId for RecordOutcomes<'_> {
@@ -201,7 +213,19 @@ impl QueryFragment<Pg> for RecordOutcomes<'_> {
             &a.attempt => Array<Integer>, &a.started => Array<Timestamp>, &a.duration_ms => Array<Integer>,
             &a.status => Array<Nullable<Integer>>, &a.response => Array<Nullable<Text>>,
             &a.error => Array<Nullable<Text>>);
-        out.push_sql(")) UPDATE invocations SET ");
+        let h = &self.health;
+        out.push_sql(")), healthy AS (DELETE FROM subscription_health WHERE subscription_id = ANY(");
+        out.push_bind_param::<Array<Text>, _>(&h.up)?;
+        out.push_sql(
+            ")), failing AS (INSERT INTO subscription_health (subscription_id, failing_since, failures, \
+             last_error) SELECT * FROM unnest(",
+        );
+        push_binds!(out; &h.subscription_id => Array<Text>, &h.since => Array<Timestamp>,
+            &h.failures => Array<Integer>, &h.last_error => Array<Nullable<Text>>);
+        out.push_sql(
+            ") ON CONFLICT (subscription_id) DO UPDATE SET failures = subscription_health.failures + \
+             excluded.failures, last_error = excluded.last_error) UPDATE invocations SET ",
+        );
         out.push_sql(SET);
         out.push_sql(", updated = ");
         out.push_bind_param::<Timestamp, _>(&self.now)?;

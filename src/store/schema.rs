@@ -64,6 +64,25 @@ diesel::table! {
         ordering_key -> Nullable<Text>,
         chain_trigger_id -> Nullable<Text>,
         chain_input_path -> Nullable<Text>,
+        rate_limit -> Nullable<Double>,
+        max_in_flight -> Nullable<Integer>,
+    }
+}
+
+diesel::table! {
+    subscription_flow (subscription_id) {
+        subscription_id -> Text,
+        next_slot -> Timestamp,
+        braked_rate -> Nullable<Double>,
+        braked_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    flow_permits (subscription_id, owner) {
+        subscription_id -> Text,
+        owner -> Text,
+        permits -> Integer,
     }
 }
 
@@ -218,6 +237,16 @@ diesel::table! {
         updated -> Timestamp,
         next_poll_at -> Nullable<Timestamp>,
         state -> Nullable<Text>,
+        failing_since -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    subscription_health (subscription_id) {
+        subscription_id -> Text,
+        failing_since -> Timestamp,
+        failures -> Integer,
+        last_error -> Nullable<Text>,
     }
 }
 
@@ -245,10 +274,15 @@ diesel::joinable!(attempts -> invocations (invocation_id));
 diesel::joinable!(replays -> invocations (invocation_id));
 diesel::joinable!(subscriptions -> triggers (trigger_id));
 diesel::joinable!(subscription_secrets -> subscriptions (subscription_id));
+diesel::joinable!(subscription_flow -> subscriptions (subscription_id));
+diesel::joinable!(subscription_health -> subscriptions (subscription_id));
 diesel::joinable!(api_tokens -> api_clients (client_id));
 diesel::joinable!(source_rejections -> sources (source_id));
 diesel::allow_tables_to_appear_in_same_query!(
     meta,
+    subscription_flow,
+    flow_permits,
+    subscription_health,
     triggers,
     subscriptions,
     subscription_secrets,

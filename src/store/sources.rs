@@ -3,10 +3,11 @@
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
-use super::crypto;
 use super::revisions::{self, Cached};
 use super::schema::{source_rejections, sources, triggers};
 use super::{AnyConnection, StoreError, json_column, write_transaction};
+use super::{crypto, operational};
+use crate::domain::catalog;
 use crate::domain::filter::Filter;
 use crate::domain::ids::{SourceId, TriggerId};
 use crate::domain::secret::Secret;
@@ -39,6 +40,7 @@ pub(super) struct SourceRow {
     updated: NaiveDateTime,
     next_poll_at: Option<NaiveDateTime>,
     state: Option<String>,
+    failing_since: Option<NaiveDateTime>,
 }
 
 /// The sealed columns ([`crypto`]).
@@ -87,6 +89,7 @@ impl SourceRow {
             updated,
             next_poll_at: None,
             state: None,
+            failing_since: None,
         })
     }
 
@@ -245,6 +248,41 @@ pub fn update(
     })
 }
 
+/// Notes that a source works again, or that it fails since `now` (publishing that it does, if
+/// it did not already).
+fn record_working(
+    conn: &mut AnyConnection,
+    id: &SourceId,
+    working: bool,
+    error: Option<&str>,
+    now: NaiveDateTime,
+) -> Result<(), StoreError> {
+    let row = sources::table.find(id.as_str()).filter(sources::failing_since.is_null());
+    if working {
+        diesel::update(sources::table.find(id.as_str()).filter(sources::failing_since.is_not_null()))
+            .set(sources::failing_since.eq(None::<NaiveDateTime>))
+            .execute(conn)?;
+        return Ok(());
+    }
+    if diesel::update(row).set(sources::failing_since.eq(now)).execute(conn)? == 0 {
+        return Ok(());
+    }
+    let (name, kind, trigger): (String, String, String) = sources::table
+        .find(id.as_str())
+        .select((sources::name, sources::kind, sources::trigger_id))
+        .first(conn)?;
+    let input = operational::object([
+        ("sourceId", id.to_string().into()),
+        ("sourceName", name.into()),
+        ("sourceType", kind.into()),
+        ("triggerId", trigger.into()),
+        ("error", error.unwrap_or("unknown").into()),
+        ("failingSince", operational::time(now)),
+    ]);
+    operational::publish(conn, catalog::SOURCE_FAILING, input, None, now)?;
+    Ok(())
+}
+
 pub fn delete(conn: &mut AnyConnection, id: &SourceId) -> Result<(), StoreError> {
     write_transaction(conn, |conn| {
         diesel::delete(source_rejections::table.filter(source_rejections::source_id.eq(id.as_str())))
@@ -271,6 +309,8 @@ pub struct Activity {
     pub last_error: Option<String>,
     /// The latest refused messages, oldest first.
     pub rejections: Vec<Refused>,
+    /// Whether it worked (`true`) or failed (`false`) last; `None`: neither happened.
+    pub working: Option<bool>,
 }
 
 /// A refused message.
@@ -284,13 +324,18 @@ pub struct Refused {
 }
 
 /// Adds what sources did to their counters and keeps their latest refused messages, in one
-/// transaction. A source deleted meanwhile is skipped.
+/// transaction; a source that starts failing at `now` is published on `hookgate:source-failing`
+/// (once, until it works again). A source deleted meanwhile is skipped.
 pub fn record_activity(
     conn: &mut AnyConnection,
     activity: &[(SourceId, Activity)],
+    now: NaiveDateTime,
 ) -> Result<(), StoreError> {
     write_transaction(conn, |conn| {
         for (id, a) in activity {
+            if let Some(working) = a.working {
+                record_working(conn, id, working, a.last_error.as_deref(), now)?;
+            }
             let updated = diesel::update(sources::table.find(id.as_str()))
                 .set((
                     sources::received.eq(sources::received + a.received),

@@ -3,12 +3,14 @@
 use chrono::{NaiveDateTime, TimeDelta};
 use diesel::prelude::*;
 
-use super::crypto;
 use super::revisions::{self, Cached};
-use super::schema::{subscription_secrets, subscriptions, triggers};
+use super::schema::{subscription_flow, subscription_secrets, subscriptions, triggers};
 use super::{AnyConnection, StoreError, write_transaction};
+use super::{crypto, operational};
+use crate::domain::catalog;
 use crate::domain::duration::IsoDuration;
 use crate::domain::filter::Filter;
+use crate::domain::flow::{Brake, Limits};
 use crate::domain::ids::{SubscriptionId, TriggerId};
 use crate::domain::secret::{Secret, new_signing_secret};
 use crate::domain::subscription::{
@@ -45,6 +47,8 @@ struct SubscriptionRow {
     ordering_key: Option<String>,
     chain_trigger_id: Option<String>,
     chain_input_path: Option<String>,
+    rate_limit: Option<f64>,
+    max_in_flight: Option<i32>,
 }
 
 impl SubscriptionRow {
@@ -99,10 +103,12 @@ impl SubscriptionRow {
             },
             chain_trigger_id: chain.map(|c| c.trigger_id.to_string()),
             chain_input_path: chain.and_then(|c| c.input_path.as_ref()).map(|p| p.as_str().to_owned()),
+            rate_limit: spec.limits.rate,
+            max_in_flight: spec.limits.max_in_flight.map(|m| i32::try_from(m).unwrap_or(i32::MAX)),
         })
     }
 
-    fn into_domain(self, trigger_name: String) -> Result<Subscription, StoreError> {
+    fn into_domain(self, trigger_name: String, brake: Option<Brake>) -> Result<Subscription, StoreError> {
         let corrupt =
             |what: &str, e: &dyn std::fmt::Display| StoreError::Corrupt(format!("subscriptions.{what}: {e}"));
         let opened = |column: &str, stored: Option<&str>| {
@@ -161,25 +167,36 @@ impl SubscriptionRow {
                     }
                     (other, _) => return Err(corrupt("ordering", &other)),
                 },
+                limits: Limits {
+                    rate: self.rate_limit,
+                    max_in_flight: self.max_in_flight.and_then(|m| u32::try_from(m).ok()),
+                },
             },
             created: self.created,
             updated: self.updated,
             disabled_reason: self.disabled_reason,
+            brake,
         })
     }
 }
 
-type Joined = (SubscriptionRow, String);
+type Joined = (SubscriptionRow, String, Option<f64>, Option<NaiveDateTime>);
 
-/// Subscriptions with their trigger's name.
+/// Subscriptions with their trigger's name and their brake.
 macro_rules! joined {
     () => {
-        subscriptions::table.inner_join(triggers::table).select((subscriptions::all_columns, triggers::name))
+        subscriptions::table.inner_join(triggers::table).left_join(subscription_flow::table).select((
+            subscriptions::all_columns,
+            triggers::name,
+            subscription_flow::braked_rate.nullable(),
+            subscription_flow::braked_at.nullable(),
+        ))
     };
 }
 
-fn from_joined((row, trigger_name): Joined) -> Result<Subscription, StoreError> {
-    row.into_domain(trigger_name)
+fn from_joined((row, trigger_name, braked_rate, braked_at): Joined) -> Result<Subscription, StoreError> {
+    let brake = braked_rate.zip(braked_at).map(|(rate, at)| Brake { rate, at });
+    row.into_domain(trigger_name, brake)
 }
 
 pub fn list(conn: &mut AnyConnection) -> Result<Vec<Subscription>, StoreError> {
@@ -222,10 +239,7 @@ pub fn insert(
             return Err(StoreError::Invalid(format!("triggerId '{trigger_id}' does not name a trigger")));
         };
         let kind = trigger_type(&kind)?;
-        let count: i64 = subscriptions::table
-            .filter(subscriptions::trigger_id.eq(trigger_id.as_str()))
-            .count()
-            .get_result(conn)?;
+        let count = count_for_trigger(conn, trigger_id)?;
         let max = kind.max_subscriptions();
         if usize::try_from(count).unwrap_or(usize::MAX) >= max {
             return Err(StoreError::Invalid(format!(
@@ -240,7 +254,7 @@ pub fn insert(
         let secret = new_signing_secret();
         insert_secret(conn, &id, &secret, now)?;
         revisions::changed(conn, Cached::Subscriptions)?;
-        Ok((row.into_domain(trigger_name)?, secret))
+        Ok((row.into_domain(trigger_name, None)?, secret))
     })
 }
 
@@ -287,12 +301,24 @@ pub fn update(
             triggers::table.find(current.trigger_id.as_str()).select(triggers::kind).first(conn)?;
         super::chains::check(conn, &current.trigger_id, trigger_type(&kind)?, &spec, Some(id))?;
         let mut row = SubscriptionRow::new(id, &current.trigger_id, &spec, current.created, now)?;
-        // The reason a subscription was switched off stays while it stays off.
+        // The reason a subscription was switched off stays while it stays off; switched on, it
+        // starts with a clean bill of health.
         row.disabled_reason = if spec.enabled { None } else { current.disabled_reason.clone() };
+        if spec.enabled && !current.spec.enabled {
+            super::health::forget(conn, id)?;
+        }
         diesel::update(subscriptions::table.find(id.as_str())).set(&row).execute(conn)?;
         revisions::changed(conn, Cached::Subscriptions)?;
-        row.into_domain(current.trigger_name)
+        row.into_domain(current.trigger_name, current.brake)
     })
+}
+
+/// How many subscriptions `trigger` has.
+pub fn count_for_trigger(conn: &mut AnyConnection, trigger: &TriggerId) -> Result<i64, StoreError> {
+    Ok(subscriptions::table
+        .filter(subscriptions::trigger_id.eq(trigger.as_str()))
+        .count()
+        .get_result(conn)?)
 }
 
 /// Every subscription of a trigger, enabled or not (test invocations reach them all).
@@ -309,22 +335,73 @@ pub fn all_for_trigger(
         .collect()
 }
 
-/// Switches a subscription off, recording why (a subscriber answered 410 Gone).
+/// Why hookgate switches a subscription off.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Disabling {
+    pub reason: String,
+    /// Since when every delivery failed, and how many did (auto-disable).
+    pub failing: Option<(NaiveDateTime, i32)>,
+}
+
+/// Switches a subscription off, recording why (a subscriber answered 410 Gone, or every
+/// delivery failed for too long); its real-time events are held as dead letters from now on.
+/// When it was on, the change is audited (by `hookgate`) and published on
+/// `hookgate:subscription-disabled`. Returns whether it was on.
 pub fn disable(
     conn: &mut AnyConnection,
     id: &SubscriptionId,
-    reason: &str,
+    why: &Disabling,
     now: NaiveDateTime,
-) -> Result<(), StoreError> {
+) -> Result<bool, StoreError> {
     write_transaction(conn, |conn| {
+        if let AnyConnection::Postgresql(pg) = conn {
+            subscriptions::table
+                .find(id.as_str())
+                .select(subscriptions::id)
+                .for_update()
+                .first::<String>(pg)
+                .optional()?;
+        }
+        let current = match get(conn, id) {
+            Ok(current) => current,
+            Err(StoreError::NotFound) => return Ok(false),
+            Err(e) => return Err(e),
+        };
         diesel::update(subscriptions::table.find(id.as_str()))
             .set((
                 subscriptions::enabled.eq(false),
-                subscriptions::disabled_reason.eq(reason),
+                subscriptions::disabled_reason.eq(&why.reason),
                 subscriptions::updated.eq(now),
             ))
             .execute(conn)?;
-        revisions::changed(conn, Cached::Subscriptions)
+        revisions::changed(conn, Cached::Subscriptions)?;
+        if !current.spec.enabled {
+            return Ok(false);
+        }
+        super::health::forget(conn, id)?;
+        let entry = super::audit::Entry {
+            actor: "hookgate".into(),
+            action: "subscription.disable",
+            resource_type: "subscription",
+            resource_id: id.to_string(),
+            before: Some(serde_json::json!({"enabled": true})),
+            after: Some(serde_json::json!({"enabled": false, "disabledReason": why.reason})),
+        };
+        super::audit::record(conn, now, &entry)?;
+        let input = operational::object([
+            ("subscriptionId", id.to_string().into()),
+            ("subscriptionName", current.spec.name.clone().into()),
+            ("triggerId", current.trigger_id.to_string().into()),
+            ("reason", why.reason.clone().into()),
+            ("disabledAt", operational::time(now)),
+            (
+                "failingSince",
+                why.failing.map_or(serde_json::Value::Null, |(since, _)| operational::time(since)),
+            ),
+            ("failures", why.failing.map_or(serde_json::Value::Null, |(_, n)| n.into())),
+        ]);
+        operational::publish(conn, catalog::SUBSCRIPTION_DISABLED, input, Some(id.as_str()), now)?;
+        Ok(true)
     })
 }
 

@@ -4,7 +4,7 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
 use super::revisions::{self, Cached};
-use super::schema::{meta, subscriptions, triggers};
+use super::schema::{meta, triggers};
 use super::{AnyConnection, StoreError, json_column, write_transaction};
 use crate::domain::ids::TriggerId;
 use crate::domain::schedule::Schedule;
@@ -135,10 +135,7 @@ pub fn update(
 pub fn delete(conn: &mut AnyConnection, id: &TriggerId) -> Result<(), StoreError> {
     write_transaction(conn, |conn| {
         get(conn, id)?;
-        let used: i64 = subscriptions::table
-            .filter(subscriptions::trigger_id.eq(id.as_str()))
-            .count()
-            .get_result(conn)?;
+        let used = super::subscriptions::count_for_trigger(conn, id)?;
         if used > 0 {
             return Err(StoreError::InUse(format!(
                 "trigger '{id}' has {used} subscription(s); delete them first"
@@ -159,17 +156,21 @@ pub fn delete(conn: &mut AnyConnection, id: &TriggerId) -> Result<(), StoreError
     })
 }
 
-const CATALOG_SEEDED: &str = "catalog_seeded";
+/// The marker of the default catalog's seeding, in `meta`.
+pub const DEFAULT_CATALOG: &str = "catalog_seeded";
+/// The marker of the operational triggers' seeding (added to databases seeded before them).
+pub const OPERATIONAL_CATALOG: &str = "operational_catalog_seeded";
 
-/// Inserts the default catalog once per database: a trigger an operator deleted stays deleted.
-/// Returns how many triggers were inserted.
+/// Inserts a catalog once per database, noting it under `marker`: a trigger an operator
+/// deleted stays deleted. Returns how many triggers were inserted.
 pub fn seed_catalog(
     conn: &mut AnyConnection,
+    marker: &str,
     catalog: &[TriggerSpec],
     now: NaiveDateTime,
 ) -> Result<usize, StoreError> {
     write_transaction(conn, |conn| {
-        let seeded = meta::table.find(CATALOG_SEEDED).count().get_result::<i64>(conn)? > 0;
+        let seeded = meta::table.find(marker).count().get_result::<i64>(conn)? > 0;
         if seeded {
             return Ok(0);
         }
@@ -182,7 +183,7 @@ pub fn seed_catalog(
             }
         }
         diesel::insert_into(meta::table)
-            .values((meta::key.eq(CATALOG_SEEDED), meta::value.eq(now.and_utc().to_rfc3339())))
+            .values((meta::key.eq(marker), meta::value.eq(now.and_utc().to_rfc3339())))
             .execute(conn)?;
         Ok(inserted)
     })
@@ -198,4 +199,28 @@ pub fn scheduled(conn: &mut AnyConnection) -> Result<Vec<Trigger>, StoreError> {
         .into_iter()
         .map(TriggerRow::into_domain)
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::catalog::{default_catalog, operational_catalog};
+    use crate::store::Store;
+
+    #[test]
+    fn a_database_seeded_before_the_operational_triggers_gets_them_once() {
+        let store = Store::open(":memory:", 1, std::time::Duration::from_secs(5)).unwrap();
+        store.migrate().unwrap();
+        let now = chrono::Utc::now().naive_utc();
+        let (default, operational) = (default_catalog().unwrap(), operational_catalog().unwrap());
+        let seed = |marker: &'static str, catalog: Vec<TriggerSpec>| {
+            store.run_blocking(move |c| seed_catalog(c, marker, &catalog, now)).unwrap()
+        };
+        assert_eq!(seed(DEFAULT_CATALOG, default.clone()), default.len());
+        assert_eq!(seed(DEFAULT_CATALOG, default), 0, "seeded once");
+        assert_eq!(seed(OPERATIONAL_CATALOG, operational.clone()), 3, "the next start adds them");
+        let id: TriggerId = crate::domain::catalog::INVOCATION_DEAD.parse().unwrap();
+        store.run_blocking(move |c| delete(c, &id)).unwrap();
+        assert_eq!(seed(OPERATIONAL_CATALOG, operational), 0, "one an operator deleted stays deleted");
+    }
 }

@@ -260,6 +260,7 @@ async fn a_chained_delivery_publishes_only_while_its_lease_is_held() {
         next: Next::Delivered,
         effect: Effect::Publish(vec![Draft::new(&target, &serde_json::Map::new(), &json!({}))]),
         refused: false,
+        subscription: None,
     };
     let late = outcome(1);
     app.store.run_blocking(move |c| outcomes::record(c, "worker-a", &[late], now)).unwrap();

@@ -287,6 +287,7 @@ async fn a_callback_that_beats_the_acknowledgement_is_kept() {
         next: Next::Awaiting(now + TimeDelta::hours(1)),
         effect: outcomes::Effect::None,
         refused: false,
+        subscription: None,
     };
     app.store.run_blocking(|c| outcomes::record(c, "worker-a", &[ack], now)).unwrap();
     let after = app.store.run_blocking(|c| invocations::get(c, &id)).unwrap();

@@ -2,6 +2,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::net::TcpListener;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -12,6 +13,8 @@ pub struct Received {
     pub path: String,
     pub headers: HashMap<String, String>,
     pub body: Vec<u8>,
+    /// When it arrived.
+    pub at: std::time::Instant,
 }
 
 impl Received {
@@ -55,6 +58,9 @@ struct State {
     script: Mutex<VecDeque<Reply>>,
     fallback: Mutex<Option<Reply>>,
     decide: Mutex<Option<Decide>>,
+    /// Requests being answered now, and the most there ever were at once.
+    answering: AtomicUsize,
+    most_at_once: AtomicUsize,
 }
 
 pub struct Sink {
@@ -68,7 +74,16 @@ async fn handle(req: HttpRequest, body: web::Bytes, state: web::Data<Arc<State>>
         .iter()
         .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or_default().to_owned()))
         .collect();
-    let received = Received { path: req.path().to_owned(), headers, body: body.to_vec() };
+    let received =
+        Received { path: req.path().to_owned(), headers, body: body.to_vec(), at: std::time::Instant::now() };
+    let now = state.answering.fetch_add(1, Ordering::SeqCst) + 1;
+    state.most_at_once.fetch_max(now, Ordering::SeqCst);
+    let response = answer(received, &state).await;
+    state.answering.fetch_sub(1, Ordering::SeqCst);
+    response
+}
+
+async fn answer(received: Received, state: &State) -> HttpResponse {
     let decided = state.decide.lock().unwrap().map(|decide| Reply::status(decide(&received)));
     state.received.lock().unwrap().push(received);
     if let Some(reply) = decided {
@@ -125,6 +140,11 @@ impl Sink {
     /// Answers every request with the status `decide` gives it (ahead of any script).
     pub fn decide(&self, decide: Decide) {
         *self.state.decide.lock().unwrap() = Some(decide);
+    }
+
+    /// The most requests it was answering at once.
+    pub fn most_at_once(&self) -> usize {
+        self.state.most_at_once.load(Ordering::SeqCst)
     }
 
     pub fn received(&self) -> Vec<Received> {

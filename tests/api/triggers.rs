@@ -22,8 +22,11 @@ async fn the_catalog_is_seeded_with_sailpoint_and_test_triggers() {
     assert_eq!(response.status(), 200);
     let body: Value = response.json().await.unwrap();
     let ids = ids(&body);
-    assert_eq!(ids.len(), 26);
+    assert_eq!(ids.len(), 29);
     for id in [
+        "hookgate:subscription-disabled",
+        "hookgate:invocation-dead",
+        "hookgate:source-failing",
         "idn:access-request-pre-approval",
         "idn:identity-attributes-changed",
         "test:fire-and-forget",
@@ -46,7 +49,7 @@ async fn the_catalog_is_seeded_with_sailpoint_and_test_triggers() {
 async fn listing_triggers_pages_counts_filters_and_sorts() {
     let app = TestApp::spawn().await;
     let response = app.get("/triggers/v1?limit=5&offset=2&count=true").await;
-    assert_eq!(response.headers()["x-total-count"], "26");
+    assert_eq!(response.headers()["x-total-count"], "29");
     let page: Value = response.json().await.unwrap();
     let all: Value = app.get("/triggers/v1").await.json().await.unwrap();
     assert_eq!(ids(&page), ids(&all)[2..7].to_vec());
@@ -202,5 +205,5 @@ async fn a_deleted_catalog_trigger_stays_deleted_after_a_restart() {
     let again = TestApp::spawn_on(db, |_| {}).await;
     error_text(again.get("/triggers/v1/idn:source-created").await, 404).await;
     let all: Value = again.get("/triggers/v1").await.json().await.unwrap();
-    assert_eq!(all.as_array().unwrap().len(), 25);
+    assert_eq!(all.as_array().unwrap().len(), 28);
 }

@@ -34,6 +34,8 @@ const PATCHABLE: &[&str] = &[
     "responseDeadline",
     "ordering",
     "orderingKey",
+    "rateLimit",
+    "maxInFlight",
     "httpConfig",
     "triggerConfig",
     "eventBridgeConfig",
@@ -71,7 +73,8 @@ pub async fn list(
 ) -> Result<HttpResponse, ApiError> {
     auth.require(READ)?;
     let subscriptions = state.store.run(store::subscriptions::list).await?;
-    params.respond(subscriptions, &LIST, |s| SubscriptionOut::new(s, None))
+    let now = state.clock.now();
+    params.respond(subscriptions, &LIST, |s| SubscriptionOut::new(s, None, now))
 }
 
 pub async fn get(
@@ -87,7 +90,7 @@ pub async fn get(
         .run(move |c| store::subscriptions::get(c, &id))
         .await
         .or_not_found(|| format!("subscription '{label}'"))?;
-    Ok(HttpResponse::Ok().json(SubscriptionOut::new(sub, None)))
+    Ok(HttpResponse::Ok().json(SubscriptionOut::new(sub, None, state.clock.now())))
 }
 
 pub async fn create(
@@ -107,7 +110,7 @@ pub async fn create(
         .run(move |c| {
             audited(c, now, |c| {
                 let (sub, secret) = store::subscriptions::insert(c, &trigger_id, &spec, now)?;
-                let after = SubscriptionOut::new(sub.clone(), None);
+                let after = SubscriptionOut::new(sub.clone(), None, now);
                 let entry = entry(
                     &actor,
                     "subscription.create",
@@ -120,7 +123,7 @@ pub async fn create(
             })
         })
         .await?;
-    Ok(HttpResponse::Created().json(SubscriptionOut::new(sub, Some(&secret))))
+    Ok(HttpResponse::Created().json(SubscriptionOut::new(sub, Some(&secret), now)))
 }
 
 /// Replaces the subscription with what `body` (a full representation) says.
@@ -139,14 +142,14 @@ async fn update_with(
             audited(c, now, |c| {
                 let mut before = None;
                 let sub = store::subscriptions::update(c, &id, now, |current| {
-                    before = Some(SubscriptionOut::new(current.clone(), None));
+                    before = Some(SubscriptionOut::new(current.clone(), None, now));
                     let parsed = body(current).and_then(parse_body).and_then(|input| {
                         input.check_immutable(current)?;
                         input.into_spec(Some(current))
                     });
                     parsed.map_err(|e| StoreError::Invalid(e.to_string()))
                 })?;
-                let after = SubscriptionOut::new(sub.clone(), None);
+                let after = SubscriptionOut::new(sub.clone(), None, now);
                 let entry = entry(
                     &actor,
                     "subscription.update",
@@ -160,7 +163,7 @@ async fn update_with(
         })
         .await;
     let sub = result.or_not_found(|| format!("subscription '{label}'"))?;
-    Ok(HttpResponse::Ok().json(SubscriptionOut::new(sub, None)))
+    Ok(HttpResponse::Ok().json(SubscriptionOut::new(sub, None, now)))
 }
 
 pub async fn replace(
@@ -184,8 +187,9 @@ pub async fn patch(
     auth.require(MANAGE)?;
     let id = parse_id(&id)?;
     let ops = body.into_inner();
+    let now = state.clock.now();
     update_with(&state, &auth, id, move |current| {
-        let doc = serde_json::to_value(SubscriptionOut::new(current.clone(), None))
+        let doc = serde_json::to_value(SubscriptionOut::new(current.clone(), None, now))
             .map_err(|e| ApiError::Internal(e.into()))?;
         patch::apply(doc, ops, PATCHABLE)
     })
@@ -205,7 +209,7 @@ pub async fn delete(
         .store
         .run(move |c| {
             audited(c, now, |c| {
-                let before = SubscriptionOut::new(store::subscriptions::get(c, &id)?, None);
+                let before = SubscriptionOut::new(store::subscriptions::get(c, &id)?, None, now);
                 store::subscriptions::delete(c, &id)?;
                 let entry = entry(
                     &actor,

@@ -5,12 +5,14 @@
 //! and no `httpConfig`: SailPoint's SDKs refuse a `type` outside their enum, so a list holding a
 //! `TRIGGER` would fail to parse in them. `WORKFLOW` with a `triggerConfig` is taken as `TRIGGER`.
 
+use chrono::NaiveDateTime;
 use serde::{Deserialize, Serialize};
 
 use super::super::error::ApiError;
 use crate::api::iso;
 use crate::domain::duration::IsoDuration;
 use crate::domain::filter::Filter;
+use crate::domain::flow::{self, Limits};
 use crate::domain::ids::{SubscriptionId, TriggerId};
 use crate::domain::secret::Secret;
 use crate::domain::subscription::{
@@ -71,6 +73,16 @@ pub(super) struct SubscriptionOut {
     ordering: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     ordering_key: Option<String>,
+    /// Flow control (hookgate extensions), shown when set: request starts per second and
+    /// requests under way at once, across every instance.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rate_limit: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_in_flight: Option<u32>,
+    /// The rate it is sent at now: its `rateLimit`, or less while a subscriber's 429 or 503
+    /// slows it; absent when unlimited.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    current_rate: Option<f64>,
     /// The signing secret: present only in the create response.
     #[serde(skip_serializing_if = "Option::is_none")]
     secret: Option<String>,
@@ -110,8 +122,10 @@ pub(super) fn shown_type(s: &Subscription) -> SubscriptionType {
 }
 
 impl SubscriptionOut {
-    pub(super) fn new(s: Subscription, secret: Option<&Secret>) -> Self {
+    pub(super) fn new(s: Subscription, secret: Option<&Secret>, now: NaiveDateTime) -> Self {
         let kind = shown_type(&s);
+        let current_rate =
+            flow::current_rate(s.spec.limits, s.brake, now).map(|r| (r * 100.0).round() / 100.0);
         let (http_config, trigger_config) = match s.spec.target {
             Target::Http(http) => (Some(HttpConfigOut::new(http)), None),
             Target::Trigger(chain) => (
@@ -142,6 +156,9 @@ impl SubscriptionOut {
                 Ordering::Key(path) => Some(path.as_str().to_owned()),
                 Ordering::None | Ordering::Subscription => None,
             },
+            rate_limit: s.spec.limits.rate,
+            max_in_flight: s.spec.limits.max_in_flight,
+            current_rate,
             secret: secret.map(|s| s.expose().to_owned()),
         }
     }
@@ -187,6 +204,8 @@ pub(super) struct SubscriptionIn {
     filter: Option<String>,
     ordering: Option<String>,
     ordering_key: Option<String>,
+    rate_limit: Option<f64>,
+    max_in_flight: Option<u32>,
 }
 
 #[derive(Deserialize)]
@@ -324,8 +343,10 @@ impl SubscriptionIn {
                     ));
                 }
             };
+        let limits = Limits::new(self.rate_limit, self.max_in_flight).map_err(|(f, e)| invalid(f, e))?;
         Ok(SubscriptionSpec {
             ordering,
+            limits,
             name,
             description: self.description,
             response_deadline,

@@ -1,0 +1,2 @@
+ALTER TABLE sources DROP COLUMN failing_since;
+DROP TABLE subscription_health;
