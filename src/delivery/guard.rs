@@ -4,7 +4,6 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::Duration;
 
 use ipnet::IpNet;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
@@ -33,16 +32,20 @@ impl TargetGuard {
         (!self.permits(literal)).then(|| format!("refused: {host} is not a permitted delivery address"))
     }
 
-    /// An HTTP client that reaches only what the guard permits and never follows redirects.
-    pub fn client(&self, connect_timeout: Duration, timeout: Duration) -> reqwest::Result<reqwest::Client> {
-        reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(connect_timeout)
-            .timeout(timeout)
-            .user_agent(concat!("hookgate/", env!("CARGO_PKG_VERSION")))
-            .dns_resolver(Arc::new(GuardedResolver { guard: self.clone() }))
-            .pool_max_idle_per_host(256)
-            .build()
+    /// Why `host` (a name) may not be reached: it resolves only to refused addresses.
+    pub async fn refuses_name(&self, host: &str) -> Option<String> {
+        let name = host.trim_start_matches('[').trim_end_matches(']');
+        if name.parse::<IpAddr>().is_ok() {
+            return None;
+        }
+        match tokio::net::lookup_host((name, 0)).await {
+            Ok(resolved) => {
+                let resolved: Vec<SocketAddr> = resolved.collect();
+                (!resolved.iter().any(|a| self.permits(a.ip()))).then(|| Refused(name.to_owned()).to_string())
+            }
+            // The proxy may know names hookgate does not: it resolves them.
+            Err(_) => None,
+        }
     }
 }
 
@@ -102,19 +105,23 @@ pub fn is_refusal(error: &(dyn std::error::Error + 'static)) -> bool {
     false
 }
 
-/// A resolver for reqwest that drops every address the guard refuses.
+/// A resolver for reqwest that drops every address the guard refuses, but those of `exempt`
+/// (the configured proxy's host).
 #[derive(Debug, Clone)]
 pub struct GuardedResolver {
     pub guard: TargetGuard,
+    pub exempt: Option<String>,
 }
 
 impl Resolve for GuardedResolver {
     fn resolve(&self, name: Name) -> Resolving {
         let guard = self.guard.clone();
+        let exempt = self.exempt.as_deref().is_some_and(|e| e.eq_ignore_ascii_case(name.as_str()));
         Box::pin(async move {
             let host = name.as_str().to_owned();
             let resolved: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
-            let permitted: Vec<SocketAddr> = resolved.into_iter().filter(|a| guard.permits(a.ip())).collect();
+            let permitted: Vec<SocketAddr> =
+                resolved.into_iter().filter(|a| exempt || guard.permits(a.ip())).collect();
             if permitted.is_empty() {
                 return Err(Box::new(Refused(host)) as Box<dyn std::error::Error + Send + Sync>);
             }
@@ -167,14 +174,17 @@ mod tests {
     #[actix_rt::test]
     async fn a_name_resolving_only_to_refused_addresses_is_a_refusal_and_other_failures_are_not() {
         crate::startup::install_tls_provider();
-        let timeout = Duration::from_secs(2);
-        let guarded = TargetGuard::default().client(timeout, timeout).unwrap();
+        let mut settings = crate::config::Settings::for_tests(":memory:");
+        settings.allowed_target_networks = Vec::new();
+        let guarded = super::super::outbound::Outbound::new(&settings).unwrap().client(None).unwrap();
         let refused = guarded.get("http://localhost:9/").send().await.unwrap_err();
         assert!(is_refusal(&refused), "{refused:?}");
-        let open = TargetGuard::new(vec!["127.0.0.0/8".parse().unwrap(), "::1/128".parse().unwrap()]);
-        let failed =
-            open.client(timeout, timeout).unwrap().get("http://localhost:9/").send().await.unwrap_err();
+        assert!(TargetGuard::default().refuses_name("localhost").await.is_some());
+        settings.allowed_target_networks = vec!["127.0.0.0/8".parse().unwrap(), "::1/128".parse().unwrap()];
+        let open = super::super::outbound::Outbound::new(&settings).unwrap();
+        let failed = open.client(None).unwrap().get("http://localhost:9/").send().await.unwrap_err();
         assert!(!is_refusal(&failed), "nothing listens on port 9: {failed:?}");
+        assert!(open.guard().refuses_name("localhost").await.is_none());
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! Delivery: the publisher (publishes committed together, handed off in memory), the dispatcher
-//! (claim, send, record), the scheduler that fires scheduled triggers, the HTTP client with its
-//! SSRF guard, the signer, the retry policy, and the loop of periodic passes. Uses `store` and `domain`; knows nothing of the
+//! (claim, send, record), the scheduler that fires scheduled triggers, the outbound HTTP clients
+//! (SSRF guard, proxy, extra roots, client certificates), the signer, the retry policy, and the loop of periodic passes. Uses `store` and `domain`; knows nothing of the
 //! HTTP API.
 
 mod chain;
@@ -9,6 +9,7 @@ mod flow;
 pub mod guard;
 mod intake;
 mod lanes;
+pub mod outbound;
 pub mod policy;
 mod publisher;
 mod recorder;
@@ -19,6 +20,7 @@ mod targets;
 
 pub use dispatcher::{Dispatcher, Shutdown};
 pub use intake::{Intake, Reservation};
+pub use outbound::Outbound;
 pub use publisher::Publisher;
 pub use scheduler::Scheduler;
 

@@ -8,7 +8,7 @@ use chrono::{NaiveDateTime, TimeDelta};
 use reqwest::header::{CONTENT_TYPE, HeaderValue, RETRY_AFTER};
 use tracing::Instrument as _;
 
-use super::guard::TargetGuard;
+use super::outbound::Outbound;
 use super::policy::{AttemptResult, Response, RetryPolicy, Verdict, classify, classify_response};
 use super::signer::{SigningKey, signature_header};
 use crate::clock::SharedClock;
@@ -19,7 +19,7 @@ use crate::domain::invocation::Attempt;
 use crate::domain::invocation::{Invocation, Next};
 use crate::domain::schema::{Schemas, Side};
 use crate::domain::subscription::{
-    DispatchMode, HttpAuth, HttpTarget, Subscription, Target as SubscriptionTarget,
+    ClientCertificate, DispatchMode, HttpAuth, HttpTarget, Subscription, Target as SubscriptionTarget,
 };
 use crate::domain::trace::TraceParent;
 use crate::domain::trigger::Trigger;
@@ -85,7 +85,10 @@ pub struct Sender {
     clock: SharedClock,
     metrics: Arc<Metrics>,
     client: reqwest::Client,
-    guard: TargetGuard,
+    outbound: Outbound,
+    /// The clients of subscriptions with a client certificate, by subscription, with the
+    /// certificate each was built for.
+    mtls: std::sync::Mutex<std::collections::HashMap<String, (ClientCertificate, reqwest::Client)>>,
     policy: RetryPolicy,
     schemas: Schemas,
     /// How long a `REQUEST_RESPONSE` subscriber has to answer.
@@ -103,13 +106,14 @@ impl Sender {
         callback_base: String,
         metrics: Arc<Metrics>,
     ) -> anyhow::Result<Self> {
-        let guard = TargetGuard::new(settings.allowed_target_networks.clone());
-        let client = guard.client(settings.connect_timeout, settings.delivery_timeout)?;
+        let outbound = Outbound::new(settings)?;
+        let client = outbound.client(None)?;
         Ok(Self {
             clock,
             metrics,
             client,
-            guard,
+            outbound,
+            mtls: std::sync::Mutex::default(),
             policy: RetryPolicy {
                 schedule: settings.retry_schedule.clone(),
                 retry_after_cap: settings.retry_after_cap,
@@ -307,7 +311,7 @@ impl Sender {
         request_response: bool,
         trace: &TraceParent,
     ) -> Sent {
-        if let Some(error) = self.guard.refuses(&target.url) {
+        if let Some(error) = self.outbound.refuses(&target.url).await {
             return Sent::refused(error);
         }
         let started = Instant::now();
@@ -316,6 +320,21 @@ impl Sender {
             self.metrics.request_took(started.elapsed());
         }
         sent
+    }
+
+    /// The client for `target`: the shared one, or the subscription's own when it presents a
+    /// client certificate (built once per certificate).
+    fn client_of(&self, subscription: &str, target: &HttpTarget) -> anyhow::Result<reqwest::Client> {
+        let Some(certificate) = &target.client_certificate else { return Ok(self.client.clone()) };
+        let mut clients = self.mtls.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((built_for, client)) = clients.get(subscription)
+            && built_for == certificate
+        {
+            return Ok(client.clone());
+        }
+        let client = self.outbound.client(Some(certificate))?;
+        clients.insert(subscription.to_owned(), (certificate.clone(), client.clone()));
+        Ok(client)
     }
 
     /// The request itself: what came back, the body read (up to the body limit for a
@@ -333,8 +352,19 @@ impl Sender {
         let timestamp = self.clock.now().and_utc().timestamp();
         let payload = self.body_for(claimed, target, request_response);
         let body = payload.as_bytes();
-        let mut request = self
-            .client
+        let client = match self.client_of(invocation.subscription_id.as_str(), target) {
+            Ok(client) => client,
+            Err(e) => {
+                let error = Some(format!("the client certificate cannot be used: {e:#}"));
+                return Sent {
+                    result: AttemptResult::Failed { timed_out: false },
+                    response: None,
+                    error,
+                    refused: false,
+                };
+            }
+        };
+        let mut request = client
             .post(&target.url)
             .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
             .header("webhook-id", id)

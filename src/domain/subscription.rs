@@ -78,6 +78,35 @@ pub struct HttpTarget {
     pub url: String,
     pub dispatch_mode: DispatchMode,
     pub auth: HttpAuth,
+    /// The certificate presented to the subscriber (mTLS), a hookgate extension.
+    pub client_certificate: Option<ClientCertificate>,
+}
+
+/// A client certificate (PEM, with its chain) and its private key (PEM, write-only), checked to
+/// parse as such.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientCertificate {
+    pub certificate_pem: String,
+    pub private_key_pem: Secret,
+}
+
+impl ClientCertificate {
+    /// Checks the two PEM texts; a refusal names the field at fault.
+    pub fn new(certificate_pem: String, private_key_pem: Secret) -> Result<Self, (&'static str, String)> {
+        use rustls_pki_types::pem::PemObject as _;
+        use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+        let certificates: Result<Vec<_>, _> =
+            CertificateDer::pem_slice_iter(certificate_pem.as_bytes()).collect();
+        match certificates {
+            Ok(list) if !list.is_empty() => {}
+            Ok(_) => return Err(("certificatePem", "holds no PEM CERTIFICATE block".into())),
+            Err(e) => return Err(("certificatePem", format!("is not PEM: {e}"))),
+        }
+        if let Err(e) = PrivateKeyDer::from_pem_slice(private_key_pem.expose().as_bytes()) {
+            return Err(("privateKeyPem", format!("holds no PEM private key: {e}")));
+        }
+        Ok(Self { certificate_pem, private_key_pem })
+    }
 }
 
 /// A chained trigger: delivering an invocation publishes events on `trigger_id`, their inputs

@@ -12,7 +12,7 @@ use serde_json::{Map, Value};
 use super::Tally;
 use crate::clock::SharedClock;
 use crate::config::Settings;
-use crate::delivery::{Intake, Shutdown, guard::TargetGuard};
+use crate::delivery::{Intake, Outbound, Shutdown};
 use crate::domain::schema::Schemas;
 use crate::domain::source::poll::Fetch;
 use crate::domain::source::{RejectReason, Rejection, Source, SourceType, schema_rejection};
@@ -28,7 +28,7 @@ pub struct Poller {
     clock: SharedClock,
     intake: Intake,
     tally: Arc<Tally>,
-    guard: TargetGuard,
+    outbound: Outbound,
     client: reqwest::Client,
     schemas: Schemas,
     max_body: usize,
@@ -51,14 +51,14 @@ impl Poller {
         tally: Arc<Tally>,
         settings: &Settings,
     ) -> anyhow::Result<Self> {
-        let guard = TargetGuard::new(settings.allowed_target_networks.clone());
-        let client = guard.client(settings.connect_timeout, settings.delivery_timeout)?;
+        let outbound = Outbound::new(settings)?;
+        let client = outbound.client(None)?;
         Ok(Self {
             store,
             clock,
             intake,
             tally,
-            guard,
+            outbound,
             client,
             schemas: Schemas::default(),
             max_body: settings.max_body_size,
@@ -115,7 +115,7 @@ impl Poller {
 
     /// GETs the URL: a JSON document, or why not.
     async fn fetch(&self, fetch: &Fetch) -> Result<Value, Failure> {
-        if let Some(refused) = self.guard.refuses(&fetch.url) {
+        if let Some(refused) = self.outbound.refuses(&fetch.url).await {
             return Err(refused);
         }
         let mut request = self.client.get(&fetch.url);

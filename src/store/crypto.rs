@@ -93,6 +93,7 @@ pub fn adopt(conn: &mut AnyConnection) -> Result<u64, StoreError> {
 pub struct Resealed {
     pub basic_passwords: u64,
     pub bearer_tokens: u64,
+    pub client_keys: u64,
     pub signing_secrets: u64,
     pub source_configs: u64,
     pub source_tokens: u64,
@@ -102,6 +103,7 @@ impl Resealed {
     pub fn total(&self) -> u64 {
         self.basic_passwords
             + self.bearer_tokens
+            + self.client_keys
             + self.signing_secrets
             + self.source_configs
             + self.source_tokens
@@ -174,6 +176,7 @@ fn reseal(conn: &mut AnyConnection, ring: &Keyring) -> Result<Resealed, StoreErr
     Ok(Resealed {
         basic_passwords: reseal_column!(conn, ring, subscriptions, basic_password),
         bearer_tokens: reseal_column!(conn, ring, subscriptions, bearer_token),
+        client_keys: reseal_column!(conn, ring, subscriptions, client_key),
         signing_secrets: reseal_column!(conn, ring, subscription_secrets, secret),
         source_configs: reseal_column!(conn, ring, sources, config),
         source_tokens: reseal_column!(conn, ring, sources, hook_token),

@@ -56,6 +56,25 @@ impl Draft {
     }
 }
 
+impl Draft {
+    /// The event to store, fanned out to those of `subscribers` it goes to.
+    pub fn event_for(&self, subscribers: &[crate::domain::subscription::Subscription]) -> NewEvent {
+        NewEvent {
+            id: self.event_id.clone(),
+            depth: self.depth,
+            trace: self.trace,
+            ..NewEvent::new(
+                InvocationKind::RealTime,
+                &self.trigger_id,
+                self.input.clone(),
+                self.content_json.clone(),
+                &self.payload,
+                subscribers,
+            )
+        }
+    }
+}
+
 /// What a publish stored, or why it stored nothing.
 #[derive(Debug)]
 pub enum Published {
@@ -220,22 +239,8 @@ fn create(
     // a publish in one transaction does on PostgreSQL.
     for checked in [true, true, false] {
         let read = subscribers.of(conn, &triggers)?;
-        let new_events: Vec<NewEvent> = drafts
-            .iter()
-            .map(|draft| NewEvent {
-                id: draft.event_id.clone(),
-                depth: draft.depth,
-                trace: draft.trace,
-                ..NewEvent::new(
-                    InvocationKind::RealTime,
-                    &draft.trigger_id,
-                    draft.input.clone(),
-                    draft.content_json.clone(),
-                    &draft.payload,
-                    &read.by_trigger[draft.trigger_id.as_str()],
-                )
-            })
-            .collect();
+        let new_events: Vec<NewEvent> =
+            drafts.iter().map(|draft| draft.event_for(&read.by_trigger[draft.trigger_id.as_str()])).collect();
         let live = new_events.iter().flat_map(|e| &e.subscriptions).filter(|r| r.order_key.is_none()).count();
         let lease = if live > 0 { offer(live) } else { None };
         let revision = checked.then_some(read.revision);

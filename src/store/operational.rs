@@ -9,9 +9,7 @@ use serde_json::{Map, Value, json};
 use super::events::{self, Draft};
 use super::{AnyConnection, StoreError, subscriptions, triggers};
 use crate::domain::catalog;
-use crate::domain::event::NewEvent;
 use crate::domain::ids::TriggerId;
-use crate::domain::invocation::InvocationKind;
 
 /// Publishes an event with `input` on the operational trigger `trigger`, to its subscribers
 /// but the subscription `about`. Nothing is stored when the trigger was deleted or disabled,
@@ -39,18 +37,7 @@ pub fn publish(
     }
     let Value::Object(input) = input else { return Err(StoreError::Corrupt("an operational input".into())) };
     let draft = Draft::new(&trigger, &input, &json!({}));
-    let event = NewEvent {
-        id: draft.event_id.clone(),
-        trace: draft.trace,
-        ..NewEvent::new(
-            InvocationKind::RealTime,
-            &draft.trigger_id,
-            draft.input.clone(),
-            draft.content_json.clone(),
-            &draft.payload,
-            &subscribers,
-        )
-    };
+    let event = draft.event_for(&subscribers);
     if event.subscriptions.is_empty() && event.held.is_empty() {
         return Ok(false);
     }

@@ -66,6 +66,8 @@ diesel::table! {
         chain_input_path -> Nullable<Text>,
         rate_limit -> Nullable<Double>,
         max_in_flight -> Nullable<Integer>,
+        client_certificate -> Nullable<Text>,
+        client_key -> Nullable<Text>,
     }
 }
 

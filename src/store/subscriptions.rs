@@ -14,13 +14,15 @@ use crate::domain::flow::{Brake, Limits};
 use crate::domain::ids::{SubscriptionId, TriggerId};
 use crate::domain::secret::{Secret, new_signing_secret};
 use crate::domain::subscription::{
-    ChainTarget, DispatchMode, HttpAuth, HttpTarget, Ordering, Subscription, SubscriptionSpec, Target,
+    ChainTarget, ClientCertificate, DispatchMode, HttpAuth, HttpTarget, Ordering, Subscription,
+    SubscriptionSpec, Target,
 };
 use crate::domain::trigger::TriggerType;
 
 /// The sealed columns ([`crypto`]).
 const BASIC_PASSWORD: &str = "subscriptions.basic_password";
 const BEARER_TOKEN: &str = "subscriptions.bearer_token";
+const CLIENT_KEY: &str = "subscriptions.client_key";
 const SIGNING_SECRET: &str = "subscription_secrets.secret";
 
 #[derive(Queryable, Insertable, AsChangeset)]
@@ -49,6 +51,8 @@ struct SubscriptionRow {
     chain_input_path: Option<String>,
     rate_limit: Option<f64>,
     max_in_flight: Option<i32>,
+    client_certificate: Option<String>,
+    client_key: Option<String>,
 }
 
 impl SubscriptionRow {
@@ -66,6 +70,9 @@ impl SubscriptionRow {
             }
         };
         let row = id.as_str();
+        let certificate = spec.target.http().and_then(|h| h.client_certificate.as_ref());
+        let client_key =
+            certificate.map(|c| crypto::seal(CLIENT_KEY, row, c.private_key_pem.expose())).transpose()?;
         let (auth_type, basic_user, basic_password, bearer_token) = match auth {
             HttpAuth::None => ("NO_AUTH", None, None, None),
             HttpAuth::Basic { user, password } => (
@@ -105,6 +112,8 @@ impl SubscriptionRow {
             chain_input_path: chain.and_then(|c| c.input_path.as_ref()).map(|p| p.as_str().to_owned()),
             rate_limit: spec.limits.rate,
             max_in_flight: spec.limits.max_in_flight.map(|m| i32::try_from(m).unwrap_or(i32::MAX)),
+            client_certificate: certificate.map(|c| c.certificate_pem.clone()),
+            client_key,
         })
     }
 
@@ -122,6 +131,13 @@ impl SubscriptionRow {
             },
             "BEARER_TOKEN" => HttpAuth::Bearer { token: opened(BEARER_TOKEN, self.bearer_token.as_deref())? },
             other => return Err(corrupt("auth_type", &other)),
+        };
+        let client_certificate = match (&self.client_certificate, &self.client_key) {
+            (Some(certificate), Some(_)) => Some(ClientCertificate {
+                certificate_pem: certificate.clone(),
+                private_key_pem: opened(CLIENT_KEY, self.client_key.as_deref())?,
+            }),
+            _ => None,
         };
         Ok(Subscription {
             id: self.id.parse().map_err(|e| corrupt("id", &e))?,
@@ -149,6 +165,7 @@ impl SubscriptionRow {
                         dispatch_mode: DispatchMode::parse(&self.dispatch_mode)
                             .ok_or_else(|| corrupt("dispatch_mode", &self.dispatch_mode))?,
                         auth,
+                        client_certificate,
                     }),
                     (other, _) => return Err(corrupt("type", &other)),
                 },
@@ -286,15 +303,8 @@ pub fn update(
     change: impl FnOnce(&Subscription) -> Result<SubscriptionSpec, StoreError>,
 ) -> Result<Subscription, StoreError> {
     write_transaction(conn, |conn| {
-        if let AnyConnection::Postgresql(pg) = conn {
-            // Concurrent updates queue here instead of overwriting each other.
-            subscriptions::table
-                .find(id.as_str())
-                .select(subscriptions::id)
-                .for_update()
-                .first::<String>(pg)
-                .optional()?;
-        }
+        // Concurrent updates queue here instead of overwriting each other.
+        lock(conn, id)?;
         let current = get(conn, id)?;
         let spec = change(&current)?;
         let kind: String =
@@ -335,6 +345,20 @@ pub fn all_for_trigger(
         .collect()
 }
 
+/// Locks a subscription's row until the transaction ends (PostgreSQL; SQLite's writer
+/// serialises writes anyway).
+fn lock(conn: &mut AnyConnection, id: &SubscriptionId) -> Result<(), StoreError> {
+    if let AnyConnection::Postgresql(pg) = conn {
+        subscriptions::table
+            .find(id.as_str())
+            .select(subscriptions::id)
+            .for_update()
+            .first::<String>(pg)
+            .optional()?;
+    }
+    Ok(())
+}
+
 /// Why hookgate switches a subscription off.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Disabling {
@@ -354,14 +378,7 @@ pub fn disable(
     now: NaiveDateTime,
 ) -> Result<bool, StoreError> {
     write_transaction(conn, |conn| {
-        if let AnyConnection::Postgresql(pg) = conn {
-            subscriptions::table
-                .find(id.as_str())
-                .select(subscriptions::id)
-                .for_update()
-                .first::<String>(pg)
-                .optional()?;
-        }
+        lock(conn, id)?;
         let current = match get(conn, id) {
             Ok(current) => current,
             Err(StoreError::NotFound) => return Ok(false),

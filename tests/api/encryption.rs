@@ -28,7 +28,7 @@ struct Row {
 
 /// Everything the database holds, as bytes: the SQLite files (after a checkpoint), or every row of
 /// every table hookgate keeps secrets in, as PostgreSQL's text form of the rows.
-fn raw_database(app: &TestApp) -> Vec<u8> {
+pub fn raw_database(app: &TestApp) -> Vec<u8> {
     match &*app.db {
         TestDb::Sqlite(dir) => {
             app.store.run_blocking(hookgate::store::checkpoint).unwrap();
@@ -56,7 +56,7 @@ fn raw_database(app: &TestApp) -> Vec<u8> {
     }
 }
 
-fn contains(haystack: &[u8], needle: &str) -> bool {
+pub fn contains(haystack: &[u8], needle: &str) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle.as_bytes())
 }
 

@@ -21,6 +21,7 @@ mod metrics;
 mod openapi;
 mod operational;
 mod ordering;
+mod outbound;
 mod polls;
 mod publish;
 mod replay;

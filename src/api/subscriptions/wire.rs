@@ -16,8 +16,8 @@ use crate::domain::flow::{self, Limits};
 use crate::domain::ids::{SubscriptionId, TriggerId};
 use crate::domain::secret::Secret;
 use crate::domain::subscription::{
-    AuthType, ChainTarget, DispatchMode, HttpAuth, HttpTarget, Ordering, Subscription, SubscriptionSpec,
-    SubscriptionType, Target, parse_target_url,
+    AuthType, ChainTarget, ClientCertificate, DispatchMode, HttpAuth, HttpTarget, Ordering, Subscription,
+    SubscriptionSpec, SubscriptionType, Target, parse_target_url,
 };
 
 #[derive(Serialize)]
@@ -37,12 +37,23 @@ struct BearerOut {
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
+struct ClientCertificateOut {
+    certificate_pem: String,
+    /// Write-only: always null on read.
+    private_key_pem: Option<String>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
 struct HttpConfigOut {
     url: String,
     http_dispatch_mode: DispatchMode,
     http_authentication_type: AuthType,
     basic_auth_config: Option<BasicAuthOut>,
     bearer_token_auth_config: Option<BearerOut>,
+    /// The client certificate presented to the subscriber (mTLS), a hookgate extension.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    client_certificate: Option<ClientCertificateOut>,
 }
 
 #[derive(Serialize)]
@@ -96,12 +107,16 @@ impl HttpConfigOut {
             HttpAuth::Basic { user, .. } => (Some(BasicAuthOut { user_name: user, password: None }), None),
             HttpAuth::Bearer { .. } => (None, Some(BearerOut { bearer_token: None })),
         };
+        let client_certificate = target
+            .client_certificate
+            .map(|c| ClientCertificateOut { certificate_pem: c.certificate_pem, private_key_pem: None });
         Self {
             url: target.url,
             http_dispatch_mode: target.dispatch_mode,
             http_authentication_type,
             basic_auth_config,
             bearer_token_auth_config,
+            client_certificate,
         }
     }
 }
@@ -179,12 +194,20 @@ struct BearerIn {
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
+struct ClientCertificateIn {
+    certificate_pem: Option<String>,
+    private_key_pem: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
 struct HttpConfigIn {
     url: String,
     http_dispatch_mode: DispatchMode,
     http_authentication_type: Option<AuthType>,
     basic_auth_config: Option<BasicAuthIn>,
     bearer_token_auth_config: Option<BearerIn>,
+    client_certificate: Option<ClientCertificateIn>,
 }
 
 /// The fields of a create, replace or patched subscription, as sent.
@@ -264,6 +287,23 @@ fn parse_auth(http: &mut HttpConfigIn, existing: Option<&HttpAuth>) -> Result<Ht
     }
 }
 
+/// The client certificate sent, its key kept from `existing` when the certificate is the same
+/// and the key was sent back as null.
+fn parse_client_certificate(
+    given: Option<ClientCertificateIn>,
+    existing: Option<&ClientCertificate>,
+) -> Result<Option<ClientCertificate>, ApiError> {
+    let Some(given) = given else { return Ok(None) };
+    let field = "httpConfig.clientCertificate";
+    let certificate = given
+        .certificate_pem
+        .filter(|c| !c.trim().is_empty())
+        .ok_or_else(|| invalid(&format!("{field}.certificatePem"), "is required"))?;
+    let kept = existing.filter(|e| e.certificate_pem == certificate).map(|e| &e.private_key_pem);
+    let key = keep_or_require(given.private_key_pem, kept, "httpConfig.clientCertificate.privateKeyPem")?;
+    ClientCertificate::new(certificate, key).map(Some).map_err(|(f, e)| invalid(&format!("{field}.{f}"), e))
+}
+
 impl TriggerConfigIn {
     fn into_target(self) -> Result<ChainTarget, ApiError> {
         let raw = self.trigger_id.ok_or_else(|| invalid("triggerConfig.triggerId", "is required"))?;
@@ -285,9 +325,18 @@ impl SubscriptionIn {
         let target = match (kind, self.http_config, self.trigger_config) {
             (SubscriptionType::Http, Some(mut http), None) => {
                 let url = parse_target_url(&http.url).map_err(|e| invalid("httpConfig.url", e))?;
-                let existing = existing.and_then(|s| s.spec.target.http()).map(|h| &h.auth);
-                let auth = parse_auth(&mut http, existing)?;
-                Target::Http(HttpTarget { url, dispatch_mode: http.http_dispatch_mode, auth })
+                let existing = existing.and_then(|s| s.spec.target.http());
+                let auth = parse_auth(&mut http, existing.map(|h| &h.auth))?;
+                let client_certificate = parse_client_certificate(
+                    http.client_certificate.take(),
+                    existing.and_then(|h| h.client_certificate.as_ref()),
+                )?;
+                Target::Http(HttpTarget {
+                    url,
+                    dispatch_mode: http.http_dispatch_mode,
+                    auth,
+                    client_certificate,
+                })
             }
             (SubscriptionType::Http, None, _) => {
                 return Err(invalid("httpConfig", "is required for HTTP subscriptions"));

@@ -24,6 +24,9 @@
 //! | `max_in_flight_per_subscription` / `HOOKGATE_MAX_IN_FLIGHT_PER_SUBSCRIPTION` | of those, to one subscription | `64` |
 //! | `poll_interval` / `HOOKGATE_POLL_INTERVAL` | how often idle loops look for due work    | `1s`             |
 //! | `allowed_target_networks` / `HOOKGATE_ALLOWED_TARGET_NETWORKS` | CIDRs the SSRF guard lets through | empty |
+//! | `proxy` / `HOOKGATE_PROXY`                 | http, https or socks5 proxy every delivery and fetch goes through | none |
+//! | `no_proxy` / `HOOKGATE_NO_PROXY`           | hosts, domains and CIDRs reached directly despite the proxy | empty |
+//! | `ca_file` / `HOOKGATE_CA_FILE`             | PEM file of extra trusted roots            | none             |
 //! | `idempotency_ttl` / `HOOKGATE_IDEMPOTENCY_TTL` | how long an `Idempotency-Key` is remembered | `24h`       |
 //! | `url` / `HOOKGATE_URL`                     | where the client commands reach hookgate  | `http://127.0.0.1:8080` |
 //! | `client_id`, `client_secret` / `HOOKGATE_CLIENT_ID`, `HOOKGATE_CLIENT_SECRET` | the client commands' credentials | none |
@@ -65,6 +68,9 @@ const ENV_KEYS: &[&str] = &[
     "max_in_flight_per_subscription",
     "poll_interval",
     "allowed_target_networks",
+    "proxy",
+    "no_proxy",
+    "ca_file",
     "idempotency_ttl",
     "retention_delivered",
     "retention_dead",
@@ -106,6 +112,9 @@ struct RawSettings {
     max_in_flight_per_subscription: usize,
     poll_interval: String,
     allowed_target_networks: String,
+    proxy: Option<String>,
+    no_proxy: String,
+    ca_file: Option<String>,
     idempotency_ttl: String,
     retention_delivered: String,
     retention_dead: String,
@@ -146,6 +155,9 @@ impl Default for RawSettings {
             max_in_flight_per_subscription: 64,
             poll_interval: "1s".into(),
             allowed_target_networks: String::new(),
+            proxy: None,
+            no_proxy: String::new(),
+            ca_file: None,
             idempotency_ttl: "24h".into(),
             retention_delivered: "7d".into(),
             retention_dead: "30d".into(),
@@ -206,6 +218,12 @@ pub struct Settings {
     pub max_in_flight_per_subscription: usize,
     pub poll_interval: Duration,
     pub allowed_target_networks: Vec<ipnet::IpNet>,
+    /// The proxy deliveries and fetches go through (`http`, `https`, `socks5` or `socks5h`).
+    pub proxy: Option<reqwest::Url>,
+    /// What is reached directly despite the proxy, as `HOOKGATE_NO_PROXY` lists it.
+    pub no_proxy: String,
+    /// Extra trusted roots (PEM) for subscribers with a private CA.
+    pub ca_file: Option<PathBuf>,
     pub idempotency_ttl: Duration,
     /// How long delivered invocations (and events, ticks) are kept after they finish.
     pub retention_delivered: Duration,
@@ -271,11 +289,7 @@ impl Settings {
             invalid("listen", format!("'{}' is not an address such as 127.0.0.1:8080", raw.listen))
         })?;
         if let Some(url) = &raw.public_url {
-            let parsed =
-                reqwest::Url::parse(url).map_err(|e| invalid("public_url", format!("'{url}': {e}")))?;
-            if !matches!(parsed.scheme(), "http" | "https") {
-                return Err(invalid("public_url", "must be an http or https URL"));
-            }
+            parse::check_public_url(url)?;
         }
         if !(1..=256).contains(&raw.db_pool_size) {
             return Err(invalid("db_pool_size", "must be between 1 and 256"));
@@ -345,6 +359,9 @@ impl Settings {
             max_in_flight_per_subscription: raw.max_in_flight_per_subscription,
             poll_interval: parse_duration(&raw.poll_interval).map_err(|m| invalid("poll_interval", m))?,
             allowed_target_networks,
+            proxy: raw.proxy.filter(|p| !p.trim().is_empty()).map(|p| parse_proxy(&p)).transpose()?,
+            no_proxy: raw.no_proxy,
+            ca_file: raw.ca_file.filter(|p| !p.trim().is_empty()).map(PathBuf::from),
             idempotency_ttl: parse_duration(&raw.idempotency_ttl)
                 .map_err(|m| invalid("idempotency_ttl", m))?,
             retention_delivered: parse_retention(&raw.retention_delivered, "retention_delivered")?,
@@ -403,109 +420,8 @@ pub use crate::domain::duration::parse_duration;
 /// it, and commands the tests run are given it too.
 pub const TEST_KEY: &str = "dGVzdC1rZXktMDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY=";
 
-fn metrics_token(token: Option<String>) -> Result<Option<crate::domain::secret::Secret>, ConfigError> {
-    match token {
-        Some(token) if token.trim().is_empty() => Ok(None),
-        Some(token) if token.len() < 16 => Err(invalid("metrics_token", "must be at least 16 characters")),
-        token => Ok(token.map(crate::domain::secret::Secret::new)),
-    }
-}
-
-fn key_source(key: Option<String>, file: Option<String>) -> Result<KeySource, ConfigError> {
-    match (key, file) {
-        (Some(_), Some(_)) => {
-            Err(invalid("encryption_key", "set encryption_key or encryption_key_file, not both"))
-        }
-        (Some(text), None) => {
-            crate::domain::keyring::Keyring::parse(&text).map_err(|m| invalid("encryption_key", m))?;
-            Ok(KeySource::Keys(crate::domain::secret::Secret::new(text)))
-        }
-        (None, Some(path)) => Ok(KeySource::File(PathBuf::from(path))),
-        (None, None) => Ok(KeySource::Default),
-    }
-}
-
-/// A retention: at least a minute, so nothing is purged while it may still change.
-fn parse_retention(text: &str, key: &'static str) -> Result<Duration, ConfigError> {
-    let retention = parse_duration(text).map_err(|m| invalid(key, m))?;
-    if retention < Duration::from_secs(60) {
-        return Err(invalid(key, "must be at least 1m"));
-    }
-    Ok(retention)
-}
-
-/// Comma-separated networks (`10.0.0.0/8`) or single addresses.
-fn parse_networks(text: &str) -> Result<Vec<ipnet::IpNet>, ConfigError> {
-    text.split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(|s| {
-            s.parse::<ipnet::IpNet>()
-                .or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
-                .map_err(|_| {
-                    invalid("allowed_target_networks", format!("'{s}' is not a CIDR such as 10.0.0.0/8"))
-                })
-        })
-        .collect()
-}
-
+mod parse;
 #[cfg(test)]
-mod tests {
-    use super::*;
+mod tests;
 
-    #[test]
-    fn durations_take_the_documented_units() {
-        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse_duration("5s"), Ok(Duration::from_secs(5)));
-        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
-        assert_eq!(parse_duration("12h"), Ok(Duration::from_secs(43200)));
-        for bad in ["", "5", "s", "5 weeks", "-1s", "1.5h"] {
-            assert!(parse_duration(bad).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn validation_names_the_offending_key() {
-        let raw = RawSettings { listen: "not an address".into(), ..RawSettings::default() };
-        let err = Settings::validate(raw).unwrap_err().to_string();
-        assert!(err.contains("'listen'"), "{err}");
-        let raw = RawSettings { token_ttl: "soon".into(), ..RawSettings::default() };
-        assert!(Settings::validate(raw).unwrap_err().to_string().contains("'token_ttl'"));
-        let raw = RawSettings { log_format: "xml".into(), ..RawSettings::default() };
-        assert!(Settings::validate(raw).unwrap_err().to_string().contains("'log_format'"));
-        let raw = RawSettings { retry_schedule: "5s,soon".into(), ..RawSettings::default() };
-        assert!(Settings::validate(raw).unwrap_err().to_string().contains("'retry_schedule'"));
-        let raw = RawSettings { allowed_target_networks: "10.0.0.0/33".into(), ..RawSettings::default() };
-        assert!(Settings::validate(raw).unwrap_err().to_string().contains("'allowed_target_networks'"));
-    }
-
-    #[test]
-    fn the_default_retry_schedule_is_svix_like() {
-        let s = Settings::validate(RawSettings::default()).unwrap();
-        let secs: Vec<u64> = s.retry_schedule.iter().map(Duration::as_secs).collect();
-        assert_eq!(secs, vec![5, 300, 1800, 7200, 18000, 36000, 36000]);
-        let raw =
-            RawSettings { allowed_target_networks: "127.0.0.1, 10.0.0.0/8".into(), ..RawSettings::default() };
-        assert_eq!(Settings::validate(raw).unwrap().allowed_target_networks.len(), 2);
-    }
-
-    #[test]
-    fn a_toml_file_overrides_defaults_and_rejects_unknown_keys() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("hookgate.toml");
-        std::fs::write(&path, "listen = \"127.0.0.1:9999\"\ntoken_ttl = \"1h\"\n").unwrap();
-        let raw: RawSettings = Figment::from(Serialized::defaults(RawSettings::default()))
-            .merge(Toml::file(&path))
-            .extract()
-            .unwrap();
-        let s = Settings::validate(raw).unwrap();
-        assert_eq!(s.listen.port(), 9999);
-        assert_eq!(s.token_ttl, Duration::from_secs(3600));
-        std::fs::write(&path, "listne = \"x\"\n").unwrap();
-        let err = Figment::from(Serialized::defaults(RawSettings::default()))
-            .merge(Toml::file(&path))
-            .extract::<RawSettings>()
-            .unwrap_err();
-        assert!(err.to_string().contains("listne"), "{err}");
-    }
-}
+use parse::{key_source, metrics_token, parse_networks, parse_proxy, parse_retention};

@@ -1,0 +1,2 @@
+ALTER TABLE subscriptions DROP COLUMN client_key;
+ALTER TABLE subscriptions DROP COLUMN client_certificate;
