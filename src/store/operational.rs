@@ -82,7 +82,7 @@ pub(super) fn deaths(
         return Ok(Vec::new());
     }
     let ids: Vec<&str> = dead.iter().map(|o| o.invocation.as_str()).collect();
-    let held: Vec<(String, String, String, String)> = invocations::table
+    let query = invocations::table
         .filter(invocations::id.eq_any(&ids))
         .filter(invocations::state.eq("IN_FLIGHT"))
         .filter(invocations::lease_owner.eq(owner))
@@ -92,8 +92,13 @@ pub(super) fn deaths(
             invocations::subscription_id,
             invocations::trigger_id,
             invocations::event_id,
-        ))
-        .load(conn)?;
+        ));
+    // On PostgreSQL the rows stay locked until the outcomes are recorded: no other instance can
+    // take one over in between, so only a death that is recorded is told.
+    let held: Vec<(String, String, String, String)> = match conn {
+        AnyConnection::Postgresql(pg) => query.for_update().load(pg)?,
+        AnyConnection::Sqlite(sqlite) => query.load(sqlite)?,
+    };
     let by_id: std::collections::HashMap<&str, &&super::outcomes::Outcome> =
         dead.iter().map(|o| (o.invocation.as_str(), o)).collect();
     Ok(held
