@@ -94,16 +94,14 @@ impl Flow {
             return;
         };
         let subscription = &target.subscription;
-        if !self.gates.contains_key(sub) {
+        let Some(gate) = self.gates.get_mut(sub) else {
             let fresh =
                 Gate { limits: subscription.spec.limits, brake: subscription.brake, ..Gate::default() };
-            if !fresh.needed(&self.clock) {
-                return;
+            if fresh.needed(&self.clock) {
+                self.gates.insert(sub.to_owned(), fresh);
             }
-            self.gates.insert(sub.to_owned(), fresh);
             return;
-        }
-        let Some(gate) = self.gates.get_mut(sub) else { return };
+        };
         gate.limits = subscription.spec.limits;
         if let Some(read) = subscription.brake
             && gate.brake.is_none_or(|known| read.at >= known.at)
@@ -160,8 +158,7 @@ impl Flow {
                 continue;
             }
             let (queued, in_flight) = lanes.demand(sub);
-            let rate = flow::current_rate(gate.limits, gate.brake, self.clock.now());
-            let slots = match rate {
+            let slots = match gate.rate(&self.clock) {
                 Some(rate) if queued > 0 && gate.slots.is_empty() => {
                     u32::try_from(queued).unwrap_or(u32::MAX).min(slots_ahead(rate))
                 }

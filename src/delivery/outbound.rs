@@ -118,23 +118,18 @@ impl Outbound {
         &self.guard
     }
 
-    /// Whether `url` goes through the proxy.
-    pub fn proxied(&self, url: &str) -> bool {
-        let Some(route) = &self.route else { return false };
-        Url::parse(url).is_ok_and(|url| !route.bypass.covers(&url))
-    }
-
     /// Why `url` may not be reached: its host is a refused address, or, through the proxy, a
     /// name that resolves only to refused addresses.
     pub async fn refuses(&self, url: &str) -> Option<String> {
         if let Some(refused) = self.guard.refuses(url) {
             return Some(refused);
         }
-        if !self.proxied(url) {
+        let route = self.route.as_ref()?;
+        let url = Url::parse(url).ok()?;
+        if route.bypass.covers(&url) {
             return None;
         }
-        let host = Url::parse(url).ok()?.host_str()?.to_owned();
-        self.guard.refuses_name(&host).await
+        self.guard.refuses_name(url.host_str()?).await
     }
 
     /// A client, presenting `certificate` when given.

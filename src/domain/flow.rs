@@ -57,6 +57,11 @@ pub struct Brake {
 }
 
 impl Brake {
+    /// The brake as stored: both halves, or none.
+    pub fn stored(rate: Option<f64>, at: Option<NaiveDateTime>) -> Option<Self> {
+        rate.zip(at).map(|(rate, at)| Self { rate, at })
+    }
+
     fn grown(&self, now: NaiveDateTime) -> f64 {
         let seconds = (now - self.at).as_seconds_f64().max(0.0);
         self.rate + (self.rate / 10.0).max(1.0) * seconds

@@ -87,7 +87,7 @@ pub fn acquire(
 ) -> Result<Option<Grant>, StoreError> {
     let Some(limits) = limits_of(conn, sub)? else { return Ok(None) };
     let (next_slot, braked_rate, braked_at) = locked(conn, sub, now)?;
-    let brake = braked_rate.zip(braked_at).map(|(rate, at)| Brake { rate, at });
+    let brake = Brake::stored(braked_rate, braked_at);
     let rate = flow::current_rate(limits, brake, now);
     let (start, end) = flow::reserve(next_slot, now, limits, brake, ask.slots);
     if rate.is_some() && ask.slots > 0 {
@@ -144,7 +144,7 @@ pub fn push_back(
 ) -> Result<Option<Brake>, StoreError> {
     let Some(limits) = limits_of(conn, sub)? else { return Ok(None) };
     let (next_slot, braked_rate, braked_at) = locked(conn, sub, now)?;
-    let before = braked_rate.zip(braked_at).map(|(rate, at)| Brake { rate, at });
+    let before = Brake::stored(braked_rate, braked_at);
     let mut brake = flow::pushed_back(limits, before, observed, now);
     let mut next = next_slot;
     if let Some(wait) = retry_after.and_then(|w| TimeDelta::from_std(w).ok()) {

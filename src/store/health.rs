@@ -1,7 +1,8 @@
 //! Subscription health: a row per subscription whose deliveries have failed since its last
 //! success (when the first of those failures started, how many, the last error), written with
 //! the outcomes that tell of it and removed by the next success. A sweep switches off the
-//! subscriptions that have failed like this for too long ([`sweep`]).
+//! subscriptions that have failed like this for too long ([`sweep`]), as a 410 Gone does
+//! ([`disable`]).
 
 use std::collections::HashMap;
 
@@ -10,9 +11,10 @@ use diesel::prelude::*;
 use diesel::upsert::excluded;
 
 use super::outcomes::Outcome;
-use super::schema::{subscription_health, subscriptions};
-use super::subscriptions::Disabling;
-use super::{AnyConnection, StoreError};
+use super::revisions::{self, Cached};
+use super::schema::{self, subscription_health};
+use super::{AnyConnection, StoreError, audit, operational, subscriptions, write_transaction};
+use crate::domain::catalog;
 use crate::domain::ids::SubscriptionId;
 use crate::domain::time::iso;
 
@@ -100,6 +102,69 @@ pub(super) fn forget(conn: &mut AnyConnection, id: &SubscriptionId) -> Result<()
     Ok(())
 }
 
+/// Why hookgate switches a subscription off.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Disabling {
+    pub reason: String,
+    /// Since when every delivery failed, and how many did (auto-disable).
+    pub failing: Option<(NaiveDateTime, i32)>,
+}
+
+/// Switches a subscription off, recording why (a subscriber answered 410 Gone, or every
+/// delivery failed for too long); its real-time events are held as dead letters from now on.
+/// When it was on, the change is audited (by `hookgate`) and published on
+/// `hookgate:subscription-disabled`. Returns whether it was on.
+pub fn disable(
+    conn: &mut AnyConnection,
+    id: &SubscriptionId,
+    why: &Disabling,
+    now: NaiveDateTime,
+) -> Result<bool, StoreError> {
+    write_transaction(conn, |conn| {
+        subscriptions::lock(conn, id)?;
+        let current = match subscriptions::get(conn, id) {
+            Ok(current) => current,
+            Err(StoreError::NotFound) => return Ok(false),
+            Err(e) => return Err(e),
+        };
+        diesel::update(schema::subscriptions::table.find(id.as_str()))
+            .set((
+                schema::subscriptions::enabled.eq(false),
+                schema::subscriptions::disabled_reason.eq(&why.reason),
+                schema::subscriptions::updated.eq(now),
+            ))
+            .execute(conn)?;
+        revisions::changed(conn, Cached::Subscriptions)?;
+        if !current.spec.enabled {
+            return Ok(false);
+        }
+        forget(conn, id)?;
+        let entry = audit::Entry {
+            actor: "hookgate".into(),
+            action: "subscription.disable",
+            resource_type: "subscription",
+            resource_id: id.to_string(),
+            before: Some(serde_json::json!({"enabled": true})),
+            after: Some(serde_json::json!({"enabled": false, "disabledReason": why.reason})),
+        };
+        audit::record(conn, now, &entry)?;
+        let input = operational::object([
+            ("subscriptionId", id.to_string().into()),
+            ("subscriptionName", current.spec.name.clone().into()),
+            ("triggerId", current.trigger_id.to_string().into()),
+            ("reason", why.reason.clone().into()),
+            ("disabledAt", operational::time(now)),
+            (
+                "failingSince",
+                why.failing.map_or(serde_json::Value::Null, |(since, _)| operational::time(since)),
+            ),
+            ("failures", why.failing.map_or(serde_json::Value::Null, |(_, n)| n.into())),
+        ]);
+        operational::publish(conn, catalog::SUBSCRIPTION_DISABLED, input, Some(id.as_str()), now)?;
+        Ok(true)
+    })
+}
+
 /// A subscription's failing streak, as the sweep reads it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Streak {
@@ -134,12 +199,12 @@ pub fn sweep(
     min_failures: i32,
     after: &str,
 ) -> Result<Vec<Streak>, StoreError> {
-    let gone = subscriptions::table.select(subscriptions::id);
+    let gone = schema::subscriptions::table.select(schema::subscriptions::id);
     diesel::delete(subscription_health::table.filter(subscription_health::subscription_id.ne_all(gone)))
         .execute(conn)?;
     let rows: Vec<(String, NaiveDateTime, i32, Option<String>)> = subscription_health::table
-        .inner_join(subscriptions::table)
-        .filter(subscriptions::enabled.eq(true))
+        .inner_join(schema::subscriptions::table)
+        .filter(schema::subscriptions::enabled.eq(true))
         .filter(subscription_health::failing_since.le(before))
         .filter(subscription_health::failures.ge(min_failures))
         .select((
@@ -154,7 +219,7 @@ pub fn sweep(
         let subscription: SubscriptionId =
             id.parse().map_err(|e| StoreError::Corrupt(format!("subscription id '{id}': {e}")))?;
         let streak = Streak { subscription, since, failures, last_error };
-        if super::subscriptions::disable(conn, &streak.subscription, &streak.disabling(after), now)? {
+        if disable(conn, &streak.subscription, &streak.disabling(after), now)? {
             disabled.push(streak);
         }
     }

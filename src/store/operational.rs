@@ -8,7 +8,6 @@ use serde_json::{Map, Value, json};
 
 use super::events::{self, Draft};
 use super::{AnyConnection, StoreError, subscriptions, triggers};
-use crate::domain::catalog;
 use crate::domain::ids::TriggerId;
 
 /// Publishes an event with `input` on the operational trigger `trigger`, to its subscribers
@@ -64,8 +63,8 @@ pub fn object(pairs: impl IntoIterator<Item = (&'static str, Value)>) -> Value {
     Value::Object(map)
 }
 
-/// The `hookgate:invocation-dead` inputs for the outcomes that leave their invocation dead,
-/// read before they are recorded: only those `owner` still holds, and none of an operational
+/// The `hookgate:invocation-dead` inputs for the outcomes that leave their invocation dead
+/// (for a caller that found someone listening), read before they are recorded: only those `owner` still holds, and none of an operational
 /// trigger's invocations (an operator's endpoint that fails must not feed itself events).
 pub(super) fn deaths(
     conn: &mut AnyConnection,
@@ -78,9 +77,6 @@ pub(super) fn deaths(
     use super::schema::invocations;
     let dead: Vec<&super::outcomes::Outcome> =
         outcomes.iter().filter(|o| o.next == crate::domain::invocation::Next::Dead).collect();
-    if dead.is_empty() || !listened(conn, catalog::INVOCATION_DEAD)? {
-        return Ok(Vec::new());
-    }
     let ids: Vec<&str> = dead.iter().map(|o| o.invocation.as_str()).collect();
     let query = invocations::table
         .filter(invocations::id.eq_any(&ids))

@@ -12,12 +12,12 @@ use diesel::prelude::*;
 use diesel::sql_types::{Integer, Nullable, Text, Timestamp};
 use diesel::sqlite::Sqlite;
 
+use super::health::{self, Disabling};
 use super::invocations::insert_rows;
+use super::operational;
 use super::pg_batch::{AttemptColumns, ChangeColumns, HealthColumns, RecordOutcomes};
 use super::schema::attempts;
-use super::subscriptions::Disabling;
 use super::{AnyConnection, StoreError, write_transaction};
-use super::{health, operational};
 use crate::domain::catalog;
 use crate::domain::ids::{InvocationId, SubscriptionId};
 use crate::domain::invocation::{Attempt, DeadReason, Next};
@@ -276,15 +276,17 @@ fn record_settled(
             Effect::None | Effect::Publish(_) => None,
         })
         .collect();
-    let dies = outcomes.iter().any(|o| o.next == Next::Dead);
+    // A death needs the transaction only when someone listens for it.
+    let tells = outcomes.iter().any(|o| o.next == Next::Dead)
+        && operational::listened(conn, catalog::INVOCATION_DEAD)?;
     if let AnyConnection::Postgresql(pg) = conn
         && disables.is_empty()
-        && !dies
+        && !tells
     {
         return pg_record(pg, &changes, &failures, &health, owner, now);
     }
     write_transaction(conn, |conn| {
-        let deaths = if dies { operational::deaths(conn, owner, outcomes, now)? } else { Vec::new() };
+        let deaths = if tells { operational::deaths(conn, owner, outcomes, now)? } else { Vec::new() };
         match conn {
             AnyConnection::Sqlite(c) => {
                 sqlite_update(c, &changes, owner, now)?;
@@ -295,7 +297,7 @@ fn record_settled(
         }
         for (subscription, reason) in disables {
             let why = Disabling { reason: reason.clone(), failing: None };
-            if super::subscriptions::disable(conn, subscription, &why, now)? {
+            if health::disable(conn, subscription, &why, now)? {
                 published.push(catalog::SUBSCRIPTION_DISABLED.to_owned());
             }
         }

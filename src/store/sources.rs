@@ -257,20 +257,21 @@ fn record_working(
     error: Option<&str>,
     now: NaiveDateTime,
 ) -> Result<(), StoreError> {
-    let row = sources::table.find(id.as_str()).filter(sources::failing_since.is_null());
+    let source = sources::table.find(id.as_str());
     if working {
-        diesel::update(sources::table.find(id.as_str()).filter(sources::failing_since.is_not_null()))
+        diesel::update(source.filter(sources::failing_since.is_not_null()))
             .set(sources::failing_since.eq(None::<NaiveDateTime>))
             .execute(conn)?;
         return Ok(());
     }
-    if diesel::update(row).set(sources::failing_since.eq(now)).execute(conn)? == 0 {
+    let started = diesel::update(source.filter(sources::failing_since.is_null()))
+        .set(sources::failing_since.eq(now))
+        .execute(conn)?;
+    if started == 0 {
         return Ok(());
     }
-    let (name, kind, trigger): (String, String, String) = sources::table
-        .find(id.as_str())
-        .select((sources::name, sources::kind, sources::trigger_id))
-        .first(conn)?;
+    let (name, kind, trigger): (String, String, String) =
+        source.select((sources::name, sources::kind, sources::trigger_id)).first(conn)?;
     let input = operational::object([
         ("sourceId", id.to_string().into()),
         ("sourceName", name.into()),

@@ -3,11 +3,10 @@
 use chrono::{NaiveDateTime, TimeDelta};
 use diesel::prelude::*;
 
+use super::crypto;
 use super::revisions::{self, Cached};
 use super::schema::{subscription_flow, subscription_secrets, subscriptions, triggers};
 use super::{AnyConnection, StoreError, write_transaction};
-use super::{crypto, operational};
-use crate::domain::catalog;
 use crate::domain::duration::IsoDuration;
 use crate::domain::filter::Filter;
 use crate::domain::flow::{Brake, Limits};
@@ -212,7 +211,7 @@ macro_rules! joined {
 }
 
 fn from_joined((row, trigger_name, braked_rate, braked_at): Joined) -> Result<Subscription, StoreError> {
-    let brake = braked_rate.zip(braked_at).map(|(rate, at)| Brake { rate, at });
+    let brake = Brake::stored(braked_rate, braked_at);
     row.into_domain(trigger_name, brake)
 }
 
@@ -347,7 +346,7 @@ pub fn all_for_trigger(
 
 /// Locks a subscription's row until the transaction ends (PostgreSQL; SQLite's writer
 /// serialises writes anyway).
-fn lock(conn: &mut AnyConnection, id: &SubscriptionId) -> Result<(), StoreError> {
+pub(super) fn lock(conn: &mut AnyConnection, id: &SubscriptionId) -> Result<(), StoreError> {
     if let AnyConnection::Postgresql(pg) = conn {
         subscriptions::table
             .find(id.as_str())
@@ -357,69 +356,6 @@ fn lock(conn: &mut AnyConnection, id: &SubscriptionId) -> Result<(), StoreError>
             .optional()?;
     }
     Ok(())
-}
-
-/// Why hookgate switches a subscription off.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Disabling {
-    pub reason: String,
-    /// Since when every delivery failed, and how many did (auto-disable).
-    pub failing: Option<(NaiveDateTime, i32)>,
-}
-
-/// Switches a subscription off, recording why (a subscriber answered 410 Gone, or every
-/// delivery failed for too long); its real-time events are held as dead letters from now on.
-/// When it was on, the change is audited (by `hookgate`) and published on
-/// `hookgate:subscription-disabled`. Returns whether it was on.
-pub fn disable(
-    conn: &mut AnyConnection,
-    id: &SubscriptionId,
-    why: &Disabling,
-    now: NaiveDateTime,
-) -> Result<bool, StoreError> {
-    write_transaction(conn, |conn| {
-        lock(conn, id)?;
-        let current = match get(conn, id) {
-            Ok(current) => current,
-            Err(StoreError::NotFound) => return Ok(false),
-            Err(e) => return Err(e),
-        };
-        diesel::update(subscriptions::table.find(id.as_str()))
-            .set((
-                subscriptions::enabled.eq(false),
-                subscriptions::disabled_reason.eq(&why.reason),
-                subscriptions::updated.eq(now),
-            ))
-            .execute(conn)?;
-        revisions::changed(conn, Cached::Subscriptions)?;
-        if !current.spec.enabled {
-            return Ok(false);
-        }
-        super::health::forget(conn, id)?;
-        let entry = super::audit::Entry {
-            actor: "hookgate".into(),
-            action: "subscription.disable",
-            resource_type: "subscription",
-            resource_id: id.to_string(),
-            before: Some(serde_json::json!({"enabled": true})),
-            after: Some(serde_json::json!({"enabled": false, "disabledReason": why.reason})),
-        };
-        super::audit::record(conn, now, &entry)?;
-        let input = operational::object([
-            ("subscriptionId", id.to_string().into()),
-            ("subscriptionName", current.spec.name.clone().into()),
-            ("triggerId", current.trigger_id.to_string().into()),
-            ("reason", why.reason.clone().into()),
-            ("disabledAt", operational::time(now)),
-            (
-                "failingSince",
-                why.failing.map_or(serde_json::Value::Null, |(since, _)| operational::time(since)),
-            ),
-            ("failures", why.failing.map_or(serde_json::Value::Null, |(_, n)| n.into())),
-        ]);
-        operational::publish(conn, catalog::SUBSCRIPTION_DISABLED, input, Some(id.as_str()), now)?;
-        Ok(true)
-    })
 }
 
 /// Per subscription, its signing secrets, each with the end of its rotation overlap (`None` for
